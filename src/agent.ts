@@ -1,0 +1,104 @@
+/** Composition root: builds the modules from the config and starts and stops them in order. */
+import { join } from 'node:path';
+import { builtinMappers } from '../mappers/index.js';
+import { connectExternalBus } from './bus/external.js';
+import { startEmbeddedBus } from './bus/embedded.js';
+import type { Bus } from './bus/bus.js';
+import { KubeEdgeProtocol } from './bus/kubeedge.js';
+import { ApiServer } from './api/server.js';
+import type { Config } from './config.js';
+import { formatError, loadCatalog, type Catalog } from './devices/load.js';
+import type { Logger } from './log.js';
+import { MapperHost } from './mapperhost/host.js';
+import { twinType } from './mapperhost/convert.js';
+import { TwinStore } from './twin/store.js';
+import { Twins } from './twin/twins.js';
+
+export interface Agent {
+  readonly twins: Twins;
+  readonly bus: Bus;
+  readonly apiPort: number;
+  readonly catalog: Catalog;
+  stop(): Promise<void>;
+}
+
+/** Like EdgeCore, the agent serves the devices bound to its node, and those bound to none. */
+function isManaged(nodeName: string | undefined, node: string): boolean {
+  return !nodeName || nodeName === node;
+}
+
+/** Brings the twin in line with the manifests: new devices and twins are created, vanished devices removed. */
+function syncCatalog(twins: Twins, catalog: Catalog, node: string): void {
+  for (const device of catalog.devices.values()) {
+    const model = catalog.models.get(device.modelId)!;
+    const types = new Map(model.properties.map((p) => [p.name, twinType(p.type)]));
+    const desired = new Map(device.properties.map((p) => [p.name, p.desired?.value]));
+    const seeds = Object.fromEntries(
+      model.properties.map((p) => [
+        p.name,
+        { type: types.get(p.name)!, desired: desired.get(p.name) ?? undefined, reported: device.reported[p.name]?.value },
+      ]),
+    );
+    twins.upsertDevice({
+      id: device.id,
+      namespace: device.namespace,
+      name: device.name,
+      description: device.description,
+      managed: isManaged(device.nodeName, node),
+      twins: seeds,
+    });
+  }
+  for (const record of twins.list()) if (!catalog.devices.has(record.id)) twins.removeDevice(record.id);
+}
+
+export async function startAgent(config: Config, log: Logger): Promise<Agent> {
+  const started = performance.now();
+  const catalog = loadCatalog(config.profiles);
+  for (const error of catalog.errors) log.error({ manifest: error.file, document: error.index, path: error.path }, `invalid manifest: ${formatError(error)}`);
+  for (const note of catalog.notes) log.info({ manifest: note.file, document: note.index }, note.note);
+
+  const store = new TwinStore(join(config.dataDir, 'twin.db'), config.twin.historySize);
+  const twins = new Twins(store, (error) => log.error({ err: error }, 'twin listener failed'));
+  syncCatalog(twins, catalog, config.node);
+  await twins.flushed();
+
+  const bus = config.mqtt.url
+    ? await connectExternalBus(config.mqtt.url, `edge-agent-${config.node}`, log)
+    : await startEmbeddedBus({ host: config.mqtt.host, port: config.mqtt.port, log });
+  const protocol = new KubeEdgeProtocol({ bus, twins, node: config.node, maxPayloadBytes: config.mqtt.maxPayloadBytes, log });
+  await protocol.start();
+
+  const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, node: config.node, mqttUrl: bus.url, log });
+  const apiPort = await api.start();
+
+  const managed = [...catalog.devices.values()].filter((d) => isManaged(d.nodeName, config.node));
+  const host = new MapperHost(builtinMappers, twins, log);
+  host.start(managed, catalog.models);
+
+  log.info(
+    {
+      node: config.node,
+      mqtt: bus.url,
+      api: `http://${config.api.host}:${apiPort}`,
+      devices: catalog.devices.size,
+      managed: managed.length,
+      readyMs: Math.round(performance.now() - started),
+    },
+    'agent ready',
+  );
+
+  return {
+    twins,
+    bus,
+    apiPort,
+    catalog,
+    async stop() {
+      await host.stop();
+      await api.stop();
+      await bus.close();
+      await twins.flushed();
+      store.close();
+      log.info('agent stopped');
+    },
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * The embedded aedes broker. Agent handlers run in aedes' authorizePublish hook, which comes
+ * before the QoS 1 PUBACK: aedes writes the PUBACK before it fans a message out, so this is
+ * the one place where "acknowledged" can mean "persisted".
+ */
+import { Aedes, type AuthorizePublishHandler } from 'aedes';
+import { createServer, type Server } from 'node:net';
+import type { Logger } from '../log.js';
+import { HandlerTable, type Bus, type MessageHandler } from './bus.js';
+
+export interface EmbeddedBusOptions {
+  host: string;
+  port: number;
+  log: Logger;
+}
+
+export async function startEmbeddedBus(options: EmbeddedBusOptions): Promise<Bus & { readonly port: number }> {
+  const handlers = new HandlerTable();
+  const onError = (error: unknown, topic: string) => options.log.error({ topic, err: error }, 'bus handler failed');
+  const authorizePublish: AuthorizePublishHandler = (client, packet, callback) => {
+    if (!client || !handlers.matches(packet.topic)) return callback(null);
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    handlers.dispatch(packet.topic, payload, onError).then(() => callback(null));
+  };
+  // KubeEdge mappers use client ids longer than MQTT 3.1's 23 characters.
+  const broker = await Aedes.createBroker({ authorizePublish, maxClientsIdLength: 256 });
+  broker.on('clientError', (client, error) => options.log.debug({ client: client.id, err: error.message }, 'mqtt client error'));
+  const server: Server = createServer(broker.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port;
+
+  return {
+    url: `mqtt://${options.host}:${port}`,
+    port,
+    async handle(filter: string, handler: MessageHandler) {
+      handlers.add(filter, handler);
+    },
+    publish(topic: string, payload: string | Buffer) {
+      broker.publish({ cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 0, retain: false, dup: false }, (error) => {
+        if (error) options.log.warn({ topic, err: error.message }, 'publish failed');
+      });
+    },
+    async close() {
+      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await serverClosed;
+    },
+  };
+}

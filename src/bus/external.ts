@@ -1,0 +1,39 @@
+/**
+ * An external broker (Mosquitto, or EdgeCore's own) through the mqtt client. The agent's
+ * session is persistent and subscribes at QoS 1; a message is acknowledged to the broker only
+ * after its handler has finished, so the broker redelivers what the agent had not persisted.
+ */
+import mqtt from 'mqtt';
+import type { Logger } from '../log.js';
+import { HandlerTable, type Bus, type MessageHandler } from './bus.js';
+
+export async function connectExternalBus(url: string, clientId: string, log: Logger): Promise<Bus> {
+  const handlers = new HandlerTable();
+  const onError = (error: unknown, topic: string) => log.error({ topic, err: error }, 'bus handler failed');
+  const client = mqtt.connect(url, { clientId, clean: false, reconnectPeriod: 1000 });
+  client.handleMessage = (packet, callback) => {
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    handlers.dispatch(packet.topic, payload, onError).then(() => callback());
+  };
+  client.on('error', (error) => log.warn({ url, err: error.message }, 'external broker error'));
+  client.on('reconnect', () => log.info({ url }, 'reconnecting to external broker'));
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve());
+    client.once('error', reject);
+  });
+  log.info({ url }, 'connected to external broker');
+
+  return {
+    url,
+    async handle(filter: string, handler: MessageHandler) {
+      handlers.add(filter, handler);
+      await client.subscribeAsync(filter, { qos: 1 });
+    },
+    publish(topic: string, payload: string | Buffer) {
+      client.publish(topic, payload, { qos: 0 });
+    },
+    async close() {
+      await client.endAsync();
+    },
+  };
+}

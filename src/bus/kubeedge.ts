@@ -1,0 +1,163 @@
+/**
+ * The KubeEdge (≥ 1.16.2) device protocol on the event bus, as EdgeCore's eventbus and
+ * devicetwin modules speak it: `$hw/events/device/{ns}/{name}/…` and `$hw/events/node/{node}/…`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
+import type { DeviceRecord } from '../twin/types.js';
+import { TwinError, twinDocument } from '../twin/types.js';
+import type { StateChange, TwinChange, Twins } from '../twin/twins.js';
+import type { Bus } from './bus.js';
+import { decode, membershipGetPayload, stateUpdatePayload, twinGetPayload, twinUpdatePayload } from './payloads.js';
+
+export const DEVICE_PREFIX = '$hw/events/device/';
+export const NODE_PREFIX = '$hw/events/node/';
+
+export const topics = {
+  twinUpdate: (id: string) => `${DEVICE_PREFIX}${id}/twin/update`,
+  twinUpdateResult: (id: string) => `${DEVICE_PREFIX}${id}/twin/update/result`,
+  twinDelta: (id: string) => `${DEVICE_PREFIX}${id}/twin/update/delta`,
+  twinDocument: (id: string) => `${DEVICE_PREFIX}${id}/twin/update/document`,
+  twinGet: (id: string) => `${DEVICE_PREFIX}${id}/twin/get`,
+  twinGetResult: (id: string) => `${DEVICE_PREFIX}${id}/twin/get/result`,
+  stateUpdate: (id: string) => `${DEVICE_PREFIX}${id}/state/update`,
+  stateUpdateResult: (id: string) => `${DEVICE_PREFIX}${id}/state/update/result`,
+  membershipGet: (node: string) => `${NODE_PREFIX}${node}/membership/get`,
+  membershipGetResult: (node: string) => `${NODE_PREFIX}${node}/membership/get/result`,
+  membershipUpdated: (node: string) => `${NODE_PREFIX}${node}/membership/updated`,
+};
+
+/** `$hw/events/device/{ns}/{name}/…` → `{ns}/{name}`, the device id inside devicetwin. */
+function deviceIdOf(topic: string): string {
+  const [, , , namespace, name] = topic.split('/');
+  return `${namespace}/${name}`;
+}
+
+/** The device as membership lists it: no twin, empty fields left out (Go's omitempty). */
+function membershipDevice(device: DeviceRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = { id: device.id, name: device.name };
+  if (device.description) out.description = device.description;
+  if (device.state) out.state = device.state;
+  if (device.lastOnline) out.last_online = device.lastOnline;
+  if (Object.keys(device.attributes).length > 0) out.attributes = device.attributes;
+  return out;
+}
+
+export interface KubeEdgeProtocolOptions {
+  bus: Bus;
+  twins: Twins;
+  node: string;
+  maxPayloadBytes: number;
+  log: Logger;
+}
+
+export class KubeEdgeProtocol {
+  private readonly bus: Bus;
+  private readonly twins: Twins;
+  private readonly log: Logger;
+
+  constructor(private readonly options: KubeEdgeProtocolOptions) {
+    this.bus = options.bus;
+    this.twins = options.twins;
+    this.log = options.log;
+  }
+
+  async start(): Promise<void> {
+    this.twins.on('changed', (change) => this.publishChange(change));
+    this.twins.on('state', (change) => this.publishState(change));
+    await this.bus.handle(`${DEVICE_PREFIX}+/+/twin/update`, (topic, payload) => this.onTwinUpdate(topic, payload));
+    await this.bus.handle(`${DEVICE_PREFIX}+/+/twin/get`, (topic, payload) => this.onTwinGet(topic, payload));
+    await this.bus.handle(`${DEVICE_PREFIX}+/+/state/update`, (topic, payload) => this.onStateUpdate(topic, payload));
+    await this.bus.handle(`${NODE_PREFIX}+/membership/get`, (topic, payload) => this.onMembershipGet(topic, payload));
+  }
+
+  /** `membership/updated`: one message per device, the other list null, as EdgeCore sends it. */
+  announceMembership(added: DeviceRecord[], removed: DeviceRecord[]): void {
+    const topic = topics.membershipUpdated(this.options.node);
+    for (const device of added) this.send(topic, { added_devices: [membershipDevice(device)], removed_devices: null }, randomUUID());
+    for (const device of removed) this.send(topic, { added_devices: null, removed_devices: [membershipDevice(device)] }, randomUUID());
+  }
+
+  private send(topic: string, body: Record<string, unknown>, eventId: string): void {
+    this.bus.publish(topic, JSON.stringify({ event_id: eventId, timestamp: Date.now(), ...body }));
+  }
+
+  private sendError(topic: string, eventId: string, code: number, reason: string, requestTopic: string): void {
+    this.log.warn({ topic: requestTopic, code, reason }, 'rejected device message');
+    this.send(topic, { code, reason }, eventId);
+  }
+
+  /** Oversized payloads are refused before they are parsed. */
+  private tooLarge(payload: Buffer): string | undefined {
+    if (payload.length <= this.options.maxPayloadBytes) return undefined;
+    return `payload of ${payload.length} bytes exceeds the limit of ${this.options.maxPayloadBytes} bytes`;
+  }
+
+  private async onTwinUpdate(topic: string, payload: Buffer): Promise<void> {
+    const id = deviceIdOf(topic);
+    const resultTopic = topics.twinUpdateResult(id);
+    const oversize = this.tooLarge(payload);
+    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
+    const request = decode(twinUpdatePayload, payload);
+    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    const eventId = request.value.event_id;
+    try {
+      this.twins.update(id, request.value.twin, 'mqtt', eventId);
+      await this.twins.flushed();
+    } catch (error) {
+      if (error instanceof TwinError) return this.sendError(resultTopic, eventId, error.code, error.message, topic);
+      this.sendError(resultTopic, eventId, 500, `Update twin failed: ${(error as Error).message}`, topic);
+    }
+  }
+
+  private onTwinGet(topic: string, payload: Buffer): void {
+    const id = deviceIdOf(topic);
+    const resultTopic = topics.twinGetResult(id);
+    const oversize = this.tooLarge(payload);
+    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
+    const request = decode(twinGetPayload, payload);
+    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    const device = this.twins.get(id);
+    if (!device) return this.sendError(resultTopic, request.value.event_id, 404, `Device ${id} not found while getting twin`, topic);
+    this.send(resultTopic, { twin: twinDocument(device.twin) }, request.value.event_id);
+  }
+
+  private async onStateUpdate(topic: string, payload: Buffer): Promise<void> {
+    const id = deviceIdOf(topic);
+    const resultTopic = topics.stateUpdateResult(id);
+    const oversize = this.tooLarge(payload);
+    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
+    const request = decode(stateUpdatePayload, payload);
+    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    try {
+      this.twins.setState(id, request.value.state, 'mqtt');
+      await this.twins.flushed();
+    } catch (error) {
+      const code = error instanceof TwinError ? error.code : 500;
+      this.sendError(resultTopic, request.value.event_id, code, (error as Error).message, topic);
+    }
+  }
+
+  private onMembershipGet(topic: string, payload: Buffer): void {
+    const resultTopic = topics.membershipGetResult(this.options.node);
+    const oversize = this.tooLarge(payload);
+    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
+    const request = decode(membershipGetPayload, payload);
+    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    const devices = this.twins.list().filter((d) => d.managed);
+    this.send(resultTopic, { devices: devices.map(membershipDevice) }, request.value.event_id);
+  }
+
+  private publishChange(change: TwinChange): void {
+    const { deviceId, eventId } = change;
+    if (change.origin === 'mqtt') this.send(topics.twinUpdateResult(deviceId), { twin: change.result }, eventId);
+    if (Object.keys(change.document).length > 0) this.send(topics.twinDocument(deviceId), { twin: change.document }, eventId);
+    if (change.delta) this.send(topics.twinDelta(deviceId), { twin: change.delta.twin, delta: change.delta.delta }, randomUUID());
+  }
+
+  private publishState({ device }: StateChange): void {
+    const summary: Record<string, string> = { name: device.name, state: device.state };
+    if (device.lastOnline) summary.last_online = device.lastOnline;
+    this.send(topics.stateUpdateResult(device.id), { device: summary }, randomUUID());
+  }
+}

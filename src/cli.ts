@@ -1,0 +1,192 @@
+#!/usr/bin/env node
+/** `edge-agent <command>`: the agent itself, manifest validation, and clients of a running agent. */
+import { parseArgs } from 'node:util';
+import { ApiClient, ApiClientError } from './api/client.js';
+import { ConfigError, resolveConfig } from './config.js';
+import { formatError, loadCatalog } from './devices/load.js';
+
+const USAGE = `Usage: edge-agent <command> [options]
+
+Commands:
+  start [--config FILE] [--profiles DIR]... [--data DIR] [--mqtt-port N] [--mqtt-url URL]
+        [--api-port N] [--node NAME] [--log-level LEVEL]
+                                  run the agent (embedded MQTT broker, SQLite twin, mappers)
+  validate PATH...                check Device/DeviceModel manifests (files or directories)
+  devices                         list the devices of a running agent
+  twin get NS/NAME                show a device's twin (desired and reported values)
+  twin set NS/NAME PROPERTY VALUE set a desired value
+  help                            this text
+
+Client commands take --api URL (default: the local agent) and --json.
+Environment: EDGE_AGENT_<SECTION>__<KEY> overrides the config file, e.g. EDGE_AGENT_MQTT__PORT=1884.`;
+
+class UsageError extends Error {}
+
+const options = {
+  config: { type: 'string' },
+  profiles: { type: 'string', multiple: true },
+  data: { type: 'string' },
+  'mqtt-port': { type: 'string' },
+  'mqtt-url': { type: 'string' },
+  'api-port': { type: 'string' },
+  node: { type: 'string' },
+  'log-level': { type: 'string' },
+  api: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
+
+function integer(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} must be a number, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function config(values: Values) {
+  return resolveConfig({
+    file: values.config,
+    env: process.env,
+    flags: {
+      node: values.node,
+      dataDir: values.data,
+      profiles: values.profiles,
+      mqtt: { port: integer('mqtt-port', values['mqtt-port']), url: values['mqtt-url'] },
+      api: { port: integer('api-port', values['api-port']) },
+      log: { level: values['log-level'] },
+    },
+  });
+}
+
+async function start(values: Values): Promise<void> {
+  const { createLogger } = await import('./log.js');
+  const { startAgent } = await import('./agent.js');
+  const cfg = config(values);
+  const log = createLogger(cfg.log.level);
+  const agent = await startAgent(cfg, log);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    agent.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+function validate(paths: string[]): number {
+  if (paths.length === 0) throw new UsageError('validate needs at least one PATH');
+  const catalog = loadCatalog(paths);
+  for (const note of catalog.notes) console.log(`note: ${note.file}: document ${note.index}: ${note.note}`);
+  for (const error of catalog.errors) console.error(`error: ${formatError(error)}`);
+  console.log(`${catalog.devices.size} devices, ${catalog.models.size} device models valid; ${catalog.errors.length} errors`);
+  return catalog.errors.length === 0 ? 0 : 1;
+}
+
+function client(values: Values): ApiClient {
+  if (values.api) return new ApiClient(values.api);
+  const { api } = config(values);
+  return new ApiClient(`http://${api.host}:${api.port}`);
+}
+
+function deviceRef(ref: string | undefined): string {
+  if (!ref || !/^[^/]+\/[^/]+$/.test(ref)) throw new UsageError(`expected NS/NAME, got ${JSON.stringify(ref ?? '')}`);
+  return ref
+    .split('/')
+    .map(encodeURIComponent)
+    .join('/');
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+interface DeviceSummary {
+  id: string;
+  state: string;
+  lastOnline: string;
+  managed: boolean;
+  properties: number;
+}
+
+interface TwinEntry {
+  expected?: { value?: string };
+  actual?: { value?: string; metadata?: { timestamp?: number } };
+  metadata?: { type?: string };
+}
+
+async function devices(values: Values): Promise<void> {
+  const { devices: list } = await client(values).request<{ devices: DeviceSummary[] }>('GET', '/api/v1/devices');
+  if (values.json) return console.log(JSON.stringify(list, null, 2));
+  const rows = list.map((d) => [d.id, d.state, d.managed ? 'yes' : 'no (other node)', String(d.properties), d.lastOnline || '-']);
+  console.log(table([['DEVICE', 'STATE', 'MANAGED', 'PROPERTIES', 'LAST ONLINE'], ...rows]));
+}
+
+async function twin(values: Values, args: string[]): Promise<void> {
+  const [action, ref, property, value] = args;
+  const path = `/api/v1/devices/${deviceRef(ref)}`;
+  if (action === 'get') {
+    const twins = await client(values).request<Record<string, TwinEntry>>('GET', `${path}/twin`);
+    if (values.json) return console.log(JSON.stringify(twins, null, 2));
+    const rows = Object.entries(twins).map(([key, t]) => [
+      key,
+      t.metadata?.type ?? '',
+      t.expected?.value ?? '-',
+      t.actual?.value ?? '-',
+      t.actual?.metadata?.timestamp ? new Date(t.actual.metadata.timestamp).toISOString() : '-',
+    ]);
+    return console.log(table([['PROPERTY', 'TYPE', 'DESIRED', 'REPORTED', 'REPORTED AT'], ...rows]));
+  }
+  if (action === 'set') {
+    if (property === undefined || value === undefined) throw new UsageError('twin set needs NS/NAME PROPERTY VALUE');
+    const result = await client(values).request<unknown>('PUT', `${path}/twin/desired`, { [property]: value });
+    return console.log(values.json ? JSON.stringify(result, null, 2) : `desired ${property}=${value} set on ${ref}`);
+  }
+  throw new UsageError(`unknown twin action ${JSON.stringify(action ?? '')} (get or set)`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  const [command, ...rest] = positionals;
+  if (values.help || !command || command === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  switch (command) {
+    case 'start':
+      await start(values);
+      return -1;
+    case 'validate':
+      return validate(rest);
+    case 'devices':
+      await devices(values);
+      return 0;
+    case 'twin':
+      await twin(values, rest);
+      return 0;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    const known = error instanceof UsageError || error instanceof ConfigError || error instanceof ApiClientError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    console.error(`edge-agent: ${(error as Error).message}`);
+    if (error instanceof UsageError) console.error('Run `edge-agent help` for usage.');
+    if (!known) console.error((error as Error).stack);
+    process.exitCode = known ? 2 : 1;
+  },
+);

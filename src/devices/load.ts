@@ -1,0 +1,131 @@
+/** Reads KubeEdge Device/DeviceModel manifests from YAML files and directories. */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import type { ZodType } from 'zod';
+import type { Device, DeviceModel, ManifestSource } from './model.js';
+import { deviceFromV1alpha2, deviceFromV1beta1, modelFromV1alpha2, modelFromV1beta1 } from './normalize.js';
+import { deviceModelV1alpha2, deviceModelV1beta1, deviceV1alpha2, deviceV1beta1, manifestHeader } from './schema.js';
+
+export interface ManifestError extends ManifestSource {
+  path: string;
+  reason: string;
+}
+
+export interface ManifestNote extends ManifestSource {
+  note: string;
+}
+
+export interface Catalog {
+  devices: Map<string, Device & { source: ManifestSource }>;
+  models: Map<string, DeviceModel & { source: ManifestSource }>;
+  errors: ManifestError[];
+  notes: ManifestNote[];
+}
+
+const API_GROUP = 'devices.kubeedge.io/';
+
+type Converter = { schema: ZodType; build: (doc: never) => Device | DeviceModel; kind: 'device' | 'model' };
+const converters: Record<string, Converter> = {
+  'devices.kubeedge.io/v1alpha2/Device': { schema: deviceV1alpha2, build: deviceFromV1alpha2, kind: 'device' },
+  'devices.kubeedge.io/v1beta1/Device': { schema: deviceV1beta1, build: deviceFromV1beta1, kind: 'device' },
+  'devices.kubeedge.io/v1alpha2/DeviceModel': { schema: deviceModelV1alpha2, build: modelFromV1alpha2, kind: 'model' },
+  'devices.kubeedge.io/v1beta1/DeviceModel': { schema: deviceModelV1beta1, build: modelFromV1beta1, kind: 'model' },
+};
+
+export function formatError(e: ManifestError): string {
+  return `${e.file}: document ${e.index}: ${e.path || '(root)'}: ${e.reason}`;
+}
+
+function manifestFiles(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path, { withFileTypes: true })
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .flatMap((entry) => {
+      const full = join(path, entry.name);
+      if (entry.isDirectory()) return manifestFiles(full);
+      return /\.ya?ml$/i.test(entry.name) ? [full] : [];
+    });
+}
+
+function emptyCatalog(): Catalog {
+  return { devices: new Map(), models: new Map(), errors: [], notes: [] };
+}
+
+function loadDocument(catalog: Catalog, source: ManifestSource, doc: unknown): void {
+  const fail = (path: string, reason: string): void => {
+    catalog.errors.push({ ...source, path, reason });
+  };
+  if (doc === null || doc === undefined) return;
+  const header = manifestHeader.safeParse(doc);
+  if (!header.success) return fail('', 'not a Kubernetes object (apiVersion and kind are required)');
+  const { apiVersion, kind } = header.data;
+  const converter = converters[`${apiVersion}/${kind}`];
+  if (!converter) {
+    const known = apiVersion.startsWith(API_GROUP) && (kind === 'Device' || kind === 'DeviceModel');
+    if (known) return fail('apiVersion', `unsupported version ${apiVersion} (supported: v1alpha2, v1beta1)`);
+    catalog.notes.push({ ...source, note: `skipped ${kind} (${apiVersion}): not a KubeEdge Device or DeviceModel` });
+    return;
+  }
+  const parsed = converter.schema.safeParse(doc);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) fail(issue.path.join('.'), issue.message);
+    return;
+  }
+  const item = converter.build(parsed.data as never);
+  const target = converter.kind === 'device' ? catalog.devices : catalog.models;
+  if (target.has(item.id)) {
+    const first = target.get(item.id)!.source;
+    return fail('metadata.name', `${kind} ${item.id} is already defined in ${first.file} document ${first.index}`);
+  }
+  (target as Map<string, unknown>).set(item.id, { ...item, source });
+}
+
+/** A device must name a model that exists, and only properties that model defines. */
+function checkReferences(catalog: Catalog): void {
+  for (const [id, device] of catalog.devices) {
+    const fail = (path: string, reason: string) => {
+      catalog.errors.push({ ...device.source, path, reason });
+      catalog.devices.delete(id);
+    };
+    const model = catalog.models.get(device.modelId);
+    if (!model) {
+      fail('spec.deviceModelRef.name', `DeviceModel ${device.modelId} is not defined`);
+      continue;
+    }
+    const known = new Set(model.properties.map((p) => p.name));
+    const unknown = device.properties.find((p) => !known.has(p.name));
+    if (unknown) fail('spec.properties', `property ${unknown.name} is not defined by DeviceModel ${model.id}`);
+  }
+}
+
+export function parseManifests(file: string, text: string, catalog: Catalog = emptyCatalog()): Catalog {
+  const documents = parseAllDocuments(text);
+  const list = Array.isArray(documents) ? documents : [documents];
+  list.forEach((document, index) => {
+    const source = { file, index };
+    if (document.errors.length > 0) {
+      for (const error of document.errors) catalog.errors.push({ ...source, path: '', reason: `YAML: ${error.message.split('\n')[0]}` });
+      return;
+    }
+    loadDocument(catalog, source, document.toJS());
+  });
+  return catalog;
+}
+
+/** Loads every manifest under the given files and directories; invalid documents are reported, the rest kept. */
+export function loadCatalog(paths: string[]): Catalog {
+  const catalog = emptyCatalog();
+  for (const path of paths) {
+    let files: string[];
+    try {
+      files = manifestFiles(path);
+    } catch (error) {
+      catalog.errors.push({ file: path, index: 0, path: '', reason: (error as Error).message });
+      continue;
+    }
+    for (const file of files) parseManifests(file, readFileSync(file, 'utf8'), catalog);
+  }
+  checkReferences(catalog);
+  return catalog;
+}

@@ -1,0 +1,74 @@
+/** The one internal model that both KubeEdge API versions (v1alpha2, v1beta1) are turned into. */
+
+export type PropertyType = 'int' | 'float' | 'double' | 'string' | 'boolean' | 'bytes' | 'stream';
+export type AccessMode = 'ReadWrite' | 'ReadOnly' | 'WriteOnly';
+
+export interface ModelProperty {
+  name: string;
+  description?: string;
+  type: PropertyType;
+  accessMode: AccessMode;
+  minimum?: number;
+  maximum?: number;
+  unit?: string;
+  defaultValue?: string;
+}
+
+export interface DeviceModel {
+  /** `{namespace}/{name}` */
+  id: string;
+  namespace: string;
+  name: string;
+  apiVersion: string;
+  protocol?: string;
+  properties: ModelProperty[];
+}
+
+/** A value as the twin holds it: KubeEdge twins carry every value as a string. */
+export interface SeedValue {
+  value: string;
+  type?: string;
+}
+
+export interface DeviceProperty {
+  name: string;
+  /** Protocol-specific visitor configuration (register, offset, characteristic UUID, …). */
+  visitor: Record<string, unknown>;
+  collectCycleMs?: number;
+  reportCycleMs?: number;
+  reportToCloud: boolean;
+  desired?: SeedValue;
+}
+
+export interface DeviceProtocol {
+  name: string;
+  config: Record<string, unknown>;
+  common?: Record<string, unknown>;
+}
+
+export interface Device {
+  /** `{namespace}/{name}` */
+  id: string;
+  namespace: string;
+  name: string;
+  apiVersion: string;
+  modelId: string;
+  /** The node that manages this device; undefined means any node (ours). */
+  nodeName?: string;
+  description?: string;
+  labels: Record<string, string>;
+  protocol: DeviceProtocol;
+  properties: DeviceProperty[];
+  /** Reported values carried in a manifest's status, used only to seed an empty twin. */
+  reported: Record<string, SeedValue>;
+}
+
+export interface ManifestSource {
+  file: string;
+  /** 0-based index of the YAML document inside the file. */
+  index: number;
+}
+
+export function deviceId(namespace: string | undefined, name: string): string {
+  return `${namespace || 'default'}/${name}`;
+}

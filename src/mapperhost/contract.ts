@@ -1,0 +1,31 @@
+/**
+ * The mapper contract: a mapper connects to a device and reads and writes its properties
+ * through their visitors. Values cross the contract in their natural JS type; turning them
+ * into twin strings by the DeviceModel type is the host's job.
+ */
+import type { Device, DeviceModel, ModelProperty } from '../devices/model.js';
+import type { Logger } from '../log.js';
+
+export type PropertyValue = number | boolean | string;
+
+export interface BoundProperty {
+  name: string;
+  visitor: Record<string, unknown>;
+  model: ModelProperty;
+}
+
+export interface DeviceConnection {
+  read(property: BoundProperty): Promise<PropertyValue>;
+  write(property: BoundProperty, value: PropertyValue): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface MapperContext {
+  log: Logger;
+}
+
+export interface Mapper {
+  /** Protocol names as Device manifests give them (`virtualProtocol`, `modbus`, `bluetooth`, …). */
+  readonly protocols: readonly string[];
+  connect(device: Device, model: DeviceModel, context: MapperContext): Promise<DeviceConnection>;
+}

@@ -1,0 +1,173 @@
+/**
+ * Runs one device: connects through its mapper, reads properties on their collectCycle,
+ * reports them to the twin on their reportCycle, writes desired values, and keeps the
+ * device state (online after a good read, offline after repeated failures).
+ */
+import type { Device, DeviceModel } from '../devices/model.js';
+import type { Logger } from '../log.js';
+import type { Twins } from '../twin/twins.js';
+import type { BoundProperty, DeviceConnection, Mapper } from './contract.js';
+import { fromTwinValue, toTwinValue } from './convert.js';
+
+const DEFAULT_CYCLE_MS = 1000;
+const MIN_CYCLE_MS = 10;
+const READ_TIMEOUT_MS = 5000;
+const FAILURES_BEFORE_OFFLINE = 3;
+const MAX_RECONNECT_MS = 60_000;
+
+interface Scheduled extends BoundProperty {
+  reportCycleMs: number;
+  lastReport: number;
+  value?: string;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export class DeviceRunner {
+  private connection?: DeviceConnection;
+  /** One pending timer per collect cycle, and one for reconnecting. */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly groups = new Map<number, Scheduled[]>();
+  private readonly properties = new Map<string, Scheduled>();
+  /** Expected values already written, by property, as `value@timestamp`. */
+  private readonly written = new Map<string, string>();
+  private failures = 0;
+  private reconnectMs = 1000;
+  private stopped = false;
+  private readonly warned = new Set<string>();
+
+  constructor(
+    private readonly device: Device,
+    private readonly model: DeviceModel,
+    private readonly mapper: Mapper,
+    private readonly twins: Twins,
+    private readonly log: Logger,
+  ) {
+    const modelProperties = new Map(model.properties.map((p) => [p.name, p]));
+    for (const property of device.properties) {
+      const modelProperty = modelProperties.get(property.name);
+      if (!modelProperty) continue;
+      const collect = Math.max(MIN_CYCLE_MS, property.collectCycleMs ?? DEFAULT_CYCLE_MS);
+      const scheduled: Scheduled = {
+        name: property.name,
+        visitor: property.visitor,
+        model: modelProperty,
+        reportCycleMs: Math.max(collect, property.reportCycleMs ?? collect),
+        lastReport: 0,
+      };
+      this.properties.set(property.name, scheduled);
+      if (modelProperty.accessMode === 'WriteOnly') continue;
+      const group = this.groups.get(collect) ?? [];
+      group.push(scheduled);
+      this.groups.set(collect, group);
+    }
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    await this.connection?.close().catch(() => undefined);
+  }
+
+  /** Writes desired values that differ from the reported ones, once per desired value. */
+  async applyDesired(): Promise<void> {
+    const record = this.twins.get(this.device.id);
+    if (!this.connection || !record) return;
+    for (const [name, twin] of record.twin) {
+      const property = this.properties.get(name);
+      if (!property || !twin.expected || twin.expected.value === twin.actual?.value) continue;
+      const marker = `${twin.expected.value}@${twin.expected.timestamp}`;
+      if (this.written.get(name) === marker) continue;
+      this.written.set(name, marker);
+      if (property.model.accessMode === 'ReadOnly') {
+        this.log.warn({ device: this.device.id, property: name }, 'desired value for a read-only property not written');
+        continue;
+      }
+      try {
+        await withTimeout(this.connection.write(property, fromTwinValue(twin.expected.value, property.model.type)), READ_TIMEOUT_MS, 'write');
+        this.log.info({ device: this.device.id, property: name, value: twin.expected.value }, 'desired value written');
+        if (property.model.accessMode !== 'WriteOnly') await this.collect([property], true);
+      } catch (error) {
+        this.log.warn({ device: this.device.id, property: name, err: (error as Error).message }, 'write failed');
+      }
+    }
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      this.connection = await this.mapper.connect(this.device, this.model, { log: this.log.child({ device: this.device.id }) });
+    } catch (error) {
+      const reason = (error as Error).message;
+      this.log.warn({ device: this.device.id, protocol: this.device.protocol.name, err: reason, retryMs: this.reconnectMs }, 'device connect failed');
+      this.setState('unhealthy');
+      this.timers.set('reconnect', setTimeout(() => void this.connect(), this.reconnectMs));
+      this.reconnectMs = Math.min(this.reconnectMs * 2, MAX_RECONNECT_MS);
+      return;
+    }
+    this.reconnectMs = 1000;
+    for (const [cycle, properties] of this.groups) this.tick(cycle, properties);
+    await this.applyDesired();
+  }
+
+  private tick(cycle: number, properties: Scheduled[]): void {
+    if (this.stopped) return;
+    void this.collect(properties, false).finally(() => {
+      if (!this.stopped) this.timers.set(`collect:${cycle}`, setTimeout(() => this.tick(cycle, properties), cycle));
+    });
+  }
+
+  private async collect(properties: Scheduled[], forceReport: boolean): Promise<void> {
+    const connection = this.connection;
+    if (!connection) return;
+    let failed = 0;
+    const now = Date.now();
+    const report: Record<string, string> = {};
+    for (const property of properties) {
+      try {
+        const raw = await withTimeout(connection.read(property), READ_TIMEOUT_MS, 'read');
+        property.value = toTwinValue(raw, property.model.type);
+        if (forceReport || now - property.lastReport >= property.reportCycleMs) {
+          report[property.name] = property.value;
+          property.lastReport = now;
+        }
+        this.warned.delete(property.name);
+      } catch (error) {
+        failed++;
+        if (!this.warned.has(property.name)) {
+          this.warned.add(property.name);
+          this.log.warn({ device: this.device.id, property: property.name, err: (error as Error).message }, 'read failed');
+        }
+      }
+    }
+    if (properties.length > 0 && failed === properties.length) {
+      this.failures++;
+      if (this.failures >= FAILURES_BEFORE_OFFLINE) this.setState('offline');
+    } else {
+      this.failures = 0;
+      this.setState('online');
+    }
+    if (Object.keys(report).length === 0 || this.stopped) return;
+    try {
+      this.twins.report(this.device.id, report);
+    } catch (error) {
+      this.log.warn({ device: this.device.id, err: (error as Error).message }, 'twin rejected reported values');
+    }
+  }
+
+  private setState(state: string): void {
+    const record = this.twins.get(this.device.id);
+    if (!record || record.state === state || this.stopped) return;
+    this.twins.setState(this.device.id, state, 'mapper');
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * The device twin with KubeEdge's devicetwin semantics (edge/pkg/devicetwin/dtmanager/twin.go):
+ * every expected or actual value given counts as a change and moves its edge version on,
+ * unknown keys are added, `null` deletes an optional twin, a request is all or nothing.
+ * Changes are persisted first and announced after they are committed.
+ */
+import { EventEmitter } from 'node:events';
+import type { HistoryEntry, TwinStore } from './store.js';
+import type { DeviceAttribute, DeviceRecord, MsgTwin, TwinProperty, TwinVersion } from './types.js';
+import { DELETED, DEVICE_STATES, TwinError, toMsgTwin } from './types.js';
+import { checkTwinKey, checkTwinValue, checkValueType, TWIN_TYPES } from './validate.js';
+
+export type Origin = 'mqtt' | 'api' | 'mapper' | 'manifest';
+
+export interface TwinDoc {
+  last: MsgTwin | null;
+  current: MsgTwin | null;
+}
+
+export interface TwinDelta {
+  twin: Record<string, MsgTwin>;
+  delta: Record<string, string>;
+}
+
+export interface TwinChange {
+  deviceId: string;
+  origin: Origin;
+  eventId: string;
+  /** What the update touched, as EdgeCore's twin/update/result shows it (`null` = deleted). */
+  result: Record<string, MsgTwin | null>;
+  document: Record<string, TwinDoc>;
+  delta?: TwinDelta;
+}
+
+export interface StateChange {
+  device: DeviceRecord;
+  origin: Origin;
+}
+
+interface TwinEvents {
+  changed: [TwinChange];
+  state: [StateChange];
+}
+
+/** One key of a `twin/update` request; timestamps and versions the edge sends are not used. */
+export interface TwinRequest {
+  expected?: { value?: string } | null;
+  actual?: { value?: string } | null;
+  optional?: boolean | null;
+  metadata?: { type?: string } | null;
+}
+
+/** A requested twin change, as parsed from a `twin/update` payload. `null` asks for deletion. */
+export type TwinUpdate = Record<string, TwinRequest | null>;
+
+export interface NewDevice {
+  id: string;
+  namespace: string;
+  name: string;
+  description?: string;
+  attributes?: Record<string, DeviceAttribute>;
+  managed: boolean;
+  /** Twins created with the device: the DeviceModel's properties with their types and seeds. */
+  twins: Record<string, { type: string; desired?: string; reported?: string }>;
+}
+
+function bump(version: TwinVersion | undefined): TwinVersion {
+  return { cloud: version?.cloud ?? 0, edge: (version?.edge ?? 0) + 1 };
+}
+
+function clone(p: TwinProperty): TwinProperty {
+  return {
+    ...p,
+    expected: p.expected && { ...p.expected },
+    actual: p.actual && { ...p.actual },
+    expectedVersion: p.expectedVersion && { ...p.expectedVersion },
+    actualVersion: p.actualVersion && { ...p.actualVersion },
+  };
+}
+
+/** EdgeCore formats last_online as Go's "2006-01-02 15:04:05" in local time. */
+function lastOnlineNow(): string {
+  const d = new Date();
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** Validation EdgeCore does while decoding, before it looks the device up. */
+export function checkTwinUpdate(update: TwinUpdate): void {
+  for (const [key, twin] of Object.entries(update)) {
+    checkTwinKey(key);
+    if (!twin) continue;
+    if (twin.expected?.value !== undefined) checkTwinValue(twin.expected.value);
+    if (twin.actual?.value !== undefined) checkTwinValue(twin.actual.value);
+    const type = twin.metadata?.type;
+    if (type !== undefined && !(TWIN_TYPES as readonly string[]).includes(type)) throw new TwinError(400, `the value type is not allowed ${type}`);
+  }
+}
+
+export class Twins extends EventEmitter<TwinEvents> {
+  private readonly devices = new Map<string, DeviceRecord>();
+
+  constructor(
+    private readonly store: TwinStore,
+    private readonly onListenerError: (error: unknown) => void,
+  ) {
+    super();
+    for (const device of store.loadDevices()) this.devices.set(device.id, device);
+  }
+
+  get(id: string): DeviceRecord | undefined {
+    return this.devices.get(id);
+  }
+
+  list(): DeviceRecord[] {
+    return [...this.devices.values()];
+  }
+
+  history(id: string, key: string, limit?: number): HistoryEntry[] {
+    return this.store.history(id, key, limit);
+  }
+
+  flushed(): Promise<void> {
+    return this.store.flushed();
+  }
+
+  /** Adds a device, or refreshes its description, attributes and node binding, and creates missing twins. */
+  upsertDevice(spec: NewDevice): DeviceRecord {
+    const existing = this.devices.get(spec.id);
+    const device: DeviceRecord = existing ?? {
+      id: spec.id,
+      namespace: spec.namespace,
+      name: spec.name,
+      state: 'unknown',
+      lastOnline: '',
+      attributes: {},
+      managed: spec.managed,
+      twin: new Map(),
+    };
+    device.description = spec.description;
+    device.attributes = spec.attributes ?? {};
+    device.managed = spec.managed;
+    this.devices.set(device.id, device);
+    this.store.saveDevice(device);
+    const now = Date.now();
+    for (const [key, seed] of Object.entries(spec.twins)) {
+      if (device.twin.has(key)) continue;
+      const property: TwinProperty = { type: seed.type, optional: true, historySeq: 0 };
+      if (seed.desired !== undefined) {
+        property.expected = { value: seed.desired, timestamp: now };
+        property.expectedVersion = { cloud: 1, edge: 0 };
+      }
+      if (seed.reported !== undefined) {
+        property.actual = { value: seed.reported, timestamp: now };
+        property.actualVersion = { cloud: 1, edge: 0 };
+      }
+      device.twin.set(key, property);
+      this.store.saveTwin(device.id, key, property);
+    }
+    return device;
+  }
+
+  removeDevice(id: string): DeviceRecord | undefined {
+    const device = this.devices.get(id);
+    if (!device) return undefined;
+    this.devices.delete(id);
+    this.store.deleteDevice(id);
+    return device;
+  }
+
+  /** Applies a twin update from the edge (EdgeCore's RestDealType). Throws TwinError, changing nothing. */
+  update(deviceId: string, update: TwinUpdate, origin: Origin, eventId = ''): TwinChange {
+    checkTwinUpdate(update);
+    const device = this.devices.get(deviceId);
+    if (!device) throw new TwinError(404, 'Update rejected due to the device is not existed');
+    const now = Date.now();
+    const staged = new Map<string, { property: TwinProperty; reported: boolean }>();
+    const result: TwinChange['result'] = {};
+    const document: TwinChange['document'] = {};
+
+    for (const [key, request] of Object.entries(update)) {
+      const existing = device.twin.get(key);
+      if (request === null) {
+        if (!existing || existing.type === DELETED || !existing.optional) continue;
+        const deleted: TwinProperty = { ...clone(existing), type: DELETED, expected: undefined, actual: undefined };
+        if (existing.expectedVersion) deleted.expectedVersion = bump(existing.expectedVersion);
+        if (existing.actualVersion) deleted.actualVersion = bump(existing.actualVersion);
+        staged.set(key, { property: deleted, reported: false });
+        result[key] = null;
+        document[key] = { last: toMsgTwin(existing), current: null };
+        continue;
+      }
+      const wasDeleted = existing?.type === DELETED;
+      const property: TwinProperty = existing
+        ? clone(existing)
+        : { type: request.metadata ? (request.metadata.type ?? '') : 'string', optional: request.optional ?? true, historySeq: 0 };
+      if (wasDeleted) property.type = request.metadata?.type || 'string';
+      const touched: MsgTwin = {};
+      let changed = !existing;
+      let reported = false;
+      for (const side of ['expected', 'actual'] as const) {
+        const given = request[side];
+        if (!given) continue;
+        if (given.value === undefined) throw new TwinError(400, `Update twin error, key:${key} ${side} has no value`);
+        checkValueType(property.type, given.value);
+        property[side] = given.value === '' ? undefined : { value: given.value, timestamp: now };
+        const versionKey = side === 'expected' ? 'expectedVersion' : 'actualVersion';
+        property[versionKey] = bump(property[versionKey]);
+        touched[side] = { value: given.value, metadata: { timestamp: now } };
+        changed = true;
+        if (side === 'actual' && property.actual) {
+          property.historySeq += 1;
+          reported = true;
+        }
+      }
+      if (existing && request.optional === false && existing.optional) {
+        property.optional = false;
+        changed = true;
+      }
+      if (existing && request.metadata && (wasDeleted || request.metadata.type !== existing.type)) changed = true;
+      if (!changed) continue;
+      staged.set(key, { property, reported });
+      result[key] = { ...(existing ? touched : toMsgTwin(property)), optional: property.optional, metadata: { type: property.type } };
+      document[key] = { last: existing && !wasDeleted ? toMsgTwin(existing) : null, current: toMsgTwin(property) };
+    }
+
+    for (const [key, { property, reported }] of staged) {
+      device.twin.set(key, property);
+      this.store.saveTwin(device.id, key, property, reported);
+    }
+    const change: TwinChange = { deviceId, origin, eventId, result, document, delta: this.delta(deviceId) };
+    this.announce(deviceId, () => this.emit('changed', change));
+    return change;
+  }
+
+  /** Reported values from a mapper: `twin/update` with actual values only. */
+  report(deviceId: string, values: Record<string, string>, origin: Origin = 'mapper'): TwinChange {
+    return this.update(deviceId, Object.fromEntries(Object.entries(values).map(([k, value]) => [k, { actual: { value } }])), origin);
+  }
+
+  /** Desired values set locally: `twin/update` with expected values only. */
+  desire(deviceId: string, values: Record<string, string>, origin: Origin = 'api'): TwinChange {
+    return this.update(deviceId, Object.fromEntries(Object.entries(values).map(([k, value]) => [k, { expected: { value } }])), origin);
+  }
+
+  /** EdgeCore's BuildDeviceTwinDelta: every twin with an expected value, and those whose actual differs. */
+  delta(deviceId: string): TwinDelta | undefined {
+    const device = this.devices.get(deviceId);
+    if (!device) return undefined;
+    const twin: TwinDelta['twin'] = {};
+    const delta: TwinDelta['delta'] = {};
+    for (const [key, p] of device.twin) {
+      if (p.type === DELETED || !p.expected) continue;
+      twin[key] = toMsgTwin(p);
+      if (p.expected.value !== (p.actual?.value ?? '')) delta[key] = p.expected.value;
+    }
+    return Object.keys(delta).length > 0 ? { twin, delta } : undefined;
+  }
+
+  /** `state/update`: known states only, case-insensitively; the case given is kept. */
+  setState(deviceId: string, state: string, origin: Origin): DeviceRecord {
+    const lower = state.toLowerCase();
+    if (!(DEVICE_STATES as readonly string[]).includes(lower)) {
+      throw new TwinError(400, `state ${JSON.stringify(state)} is not one of ${DEVICE_STATES.join(', ')}`);
+    }
+    const device = this.devices.get(deviceId);
+    if (!device) throw new TwinError(404, `Device ${deviceId} not found`);
+    device.state = state;
+    device.lastOnline = lower === 'online' || lower === 'ok' ? lastOnlineNow() : '';
+    this.store.saveDevice(device);
+    this.announce(deviceId, () => this.emit('state', { device, origin }));
+    return device;
+  }
+
+  /** Emits once the change is committed; if the commit fails, memory is reloaded from SQLite. */
+  private announce(deviceId: string, emit: () => void): void {
+    this.store.flushed().then(
+      () => {
+        try {
+          emit();
+        } catch (error) {
+          this.onListenerError(error);
+        }
+      },
+      () => this.reload(deviceId),
+    );
+  }
+
+  private reload(deviceId: string): void {
+    const stored = this.store.loadDevices().find((d) => d.id === deviceId);
+    if (stored) this.devices.set(deviceId, stored);
+    else this.devices.delete(deviceId);
+  }
+}
