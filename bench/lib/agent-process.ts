@@ -1,0 +1,37 @@
+/** Runs `edge-agent start` as a child process and waits for its "agent ready" log line. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled CLI, beside this file's compiled form in dist/. */
+const COMPILED_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+
+export interface AgentProcess {
+  child: ChildProcess;
+  mqttUrl: string;
+  apiUrl: string;
+  /** Milliseconds from spawn to the "agent ready" line. */
+  readyAfterMs: number;
+  /** Resolves with the exit code, or the signal that ended the process. */
+  exited: Promise<number | string>;
+}
+
+export function spawnAgent(args: string[], options: { env?: NodeJS.ProcessEnv; nodeArgs?: string[]; cli?: string } = {}): Promise<AgentProcess> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.cli ?? COMPILED_CLI, 'start', '--mqtt-port', '0', '--api-port', '0', ...args], {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (!line.includes('"agent ready"')) return;
+      const ready = JSON.parse(line) as { mqtt: string; api: string };
+      resolve({ child, mqttUrl: ready.mqtt, apiUrl: ready.api, readyAfterMs: performance.now() - started, exited });
+    });
+    void exited.then((code) => reject(new Error(`agent exited (${code}) before it was ready: ${stderr}`)));
+  });
+}
