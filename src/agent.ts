@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { builtinMappers } from '../mappers/index.js';
 import { connectExternalBus } from './bus/external.js';
-import { startEmbeddedBus } from './bus/embedded.js';
+import { createEmbeddedBus } from './bus/embedded.js';
 import type { Bus } from './bus/bus.js';
 import { KubeEdgeProtocol } from './bus/kubeedge.js';
 import { ApiServer } from './api/server.js';
@@ -63,10 +63,11 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   await twins.flushed();
 
   const bus = config.mqtt.url
-    ? await connectExternalBus(config.mqtt.url, `edge-agent-${config.node}`, log)
-    : await startEmbeddedBus({ host: config.mqtt.host, port: config.mqtt.port, log });
+    ? connectExternalBus(config.mqtt.url, `edge-agent-${config.node}`, log)
+    : await createEmbeddedBus({ host: config.mqtt.host, port: config.mqtt.port, log });
   const protocol = new KubeEdgeProtocol({ bus, twins, node: config.node, maxPayloadBytes: config.mqtt.maxPayloadBytes, log });
   await protocol.start();
+  await bus.start();
 
   const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, node: config.node, mqttUrl: bus.url, log });
   const apiPort = await api.start();

@@ -60,7 +60,11 @@ export function envOverrides(env: NodeJS.ProcessEnv): Tree {
     if (!key.startsWith(ENV_PREFIX) || raw === undefined) continue;
     const path = key.slice(ENV_PREFIX.length).split('__').map(camel);
     let node = tree;
-    for (const segment of path.slice(0, -1)) node = (node[segment] ??= {}) as Tree;
+    for (const segment of path.slice(0, -1)) {
+      node[segment] ??= {};
+      if (typeof node[segment] !== 'object') throw new ConfigError(`${key}: ${segment} is set both as a value and as a section`);
+      node = node[segment] as Tree;
+    }
     const value: unknown = parseYaml(raw);
     node[path[path.length - 1]!] = path[0] === 'profiles' ? String(raw).split(':') : value;
   }
@@ -92,8 +96,14 @@ export function resolveConfig(options: { file?: string; env?: NodeJS.ProcessEnv;
   const merged = merge(merge(fromFile, envOverrides(options.env ?? {})), options.flags ?? {});
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
-    const where = options.file ?? 'config';
-    throw new ConfigError(parsed.error.issues.map((i) => `${where}: ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n'));
+    const env = options.env ?? {};
+    const describe = (path: PropertyKey[]) => {
+      const name = ENV_PREFIX + path.map((p) => String(p).replace(/([A-Z])/g, '_$1').toUpperCase()).join('__');
+      const where = path.join('.') || '(root)';
+      if (name in env) return `config: ${where} (from ${name})`;
+      return `${options.file ?? 'config'}: ${where}`;
+    };
+    throw new ConfigError(parsed.error.issues.map((i) => `${describe(i.path)}: ${i.message}`).join('\n'));
   }
   return parsed.data;
 }

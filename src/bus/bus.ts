@@ -10,27 +10,36 @@ export interface Bus {
   /** `mqtt://host:port` that devices and mappers connect to. */
   readonly url: string;
   handle(filter: string, handler: MessageHandler): Promise<void>;
+  /** Starts receiving; called once the handlers are registered, so nothing arrives unhandled. */
+  start(): Promise<void>;
+  /** False when no one can receive a publish on `topic`, so building the payload can be skipped. */
+  wants(topic: string): boolean;
   publish(topic: string, payload: string | Buffer): void;
   close(): Promise<void>;
 }
 
-/** MQTT topic filter matching with `+` and `#` wildcards ([MQTT-4.7.1]). */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
+/** Compiles an MQTT topic filter with `+` and `#` wildcards ([MQTT-4.7.1]) into a matcher. */
+export function topicFilter(filter: string): (topic: string) => boolean {
+  if (!filter.includes('+') && !filter.includes('#')) return (topic) => topic === filter;
+  const escape = (level: string) => level.replace(/[.*?^${}()|[\]\\]/g, '\\$&');
+  const levels = filter.split('/');
+  const pattern = levels
+    .map((level, i) => {
+      if (level === '+') return '[^/]*';
+      // `a/#` also matches `a` itself [MQTT-4.7.1-2].
+      if (level === '#') return i === 0 ? '.*' : '(?:/.*)?';
+      return escape(level);
+    })
+    .reduce((acc, part, i) => (i === 0 ? part : levels[i] === '#' ? acc + part : `${acc}/${part}`), '');
+  const regex = new RegExp(`^${pattern}$`);
+  return (topic) => regex.test(topic);
 }
 
 export class HandlerTable {
-  private readonly entries: Array<{ filter: string; handler: MessageHandler }> = [];
+  private readonly entries: Array<{ filter: string; matches: (topic: string) => boolean; handler: MessageHandler }> = [];
 
   add(filter: string, handler: MessageHandler): void {
-    this.entries.push({ filter, handler });
+    this.entries.push({ filter, matches: topicFilter(filter), handler });
   }
 
   get filters(): string[] {
@@ -39,8 +48,8 @@ export class HandlerTable {
 
   /** Runs the matching handlers; a failing handler is reported, never thrown into the broker. */
   async dispatch(topic: string, payload: Buffer, onError: (error: unknown, topic: string) => void): Promise<void> {
-    for (const { filter, handler } of this.entries) {
-      if (!topicMatches(filter, topic)) continue;
+    for (const { matches, handler } of this.entries) {
+      if (!matches(topic)) continue;
       try {
         await handler(topic, payload);
       } catch (error) {
@@ -50,6 +59,6 @@ export class HandlerTable {
   }
 
   matches(topic: string): boolean {
-    return this.entries.some((e) => topicMatches(e.filter, topic));
+    return this.entries.some((e) => e.matches(topic));
   }
 }

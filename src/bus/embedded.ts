@@ -7,6 +7,7 @@ import { Aedes, type AuthorizePublishHandler } from 'aedes';
 import { createServer, type Server } from 'node:net';
 import type { Logger } from '../log.js';
 import { HandlerTable, type Bus, type MessageHandler } from './bus.js';
+import { SubscriberIndex } from './subscribers.js';
 
 export interface EmbeddedBusOptions {
   host: string;
@@ -14,7 +15,7 @@ export interface EmbeddedBusOptions {
   log: Logger;
 }
 
-export async function startEmbeddedBus(options: EmbeddedBusOptions): Promise<Bus & { readonly port: number }> {
+export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bus> {
   const handlers = new HandlerTable();
   const onError = (error: unknown, topic: string) => options.log.error({ topic, err: error }, 'bus handler failed');
   const authorizePublish: AuthorizePublishHandler = (client, packet, callback) => {
@@ -25,22 +26,34 @@ export async function startEmbeddedBus(options: EmbeddedBusOptions): Promise<Bus
   // KubeEdge mappers use client ids longer than MQTT 3.1's 23 characters.
   const broker = await Aedes.createBroker({ authorizePublish, maxClientsIdLength: 256 });
   broker.on('clientError', (client, error) => options.log.debug({ client: client.id, err: error.message }, 'mqtt client error'));
+  const subscribers = new SubscriberIndex<object>();
+  broker.on('subscribe', (subscriptions, client) => subscribers.subscribe(client, subscriptions.map((s) => s.topic)));
+  broker.on('unsubscribe', (filters, client) => subscribers.unsubscribe(client, filters));
+  broker.on('clientDisconnect', (client) => subscribers.disconnect(client));
   const server: Server = createServer(broker.handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : options.port;
+  let port = options.port;
 
   return {
-    url: `mqtt://${options.host}:${port}`,
-    port,
+    get url() {
+      return `mqtt://${options.host}:${port}`;
+    },
     async handle(filter: string, handler: MessageHandler) {
       handlers.add(filter, handler);
+    },
+    /** Listens only once the handlers exist, so no device message is acknowledged unhandled. */
+    async start() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(options.port, options.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const address = server.address();
+      if (typeof address === 'object' && address) port = address.port;
+    },
+    wants(topic: string) {
+      return subscribers.hasSubscriber(topic);
     },
     publish(topic: string, payload: string | Buffer) {
       broker.publish({ cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 0, retain: false, dup: false }, (error) => {

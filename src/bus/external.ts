@@ -7,30 +7,41 @@ import mqtt from 'mqtt';
 import type { Logger } from '../log.js';
 import { HandlerTable, type Bus, type MessageHandler } from './bus.js';
 
-export async function connectExternalBus(url: string, clientId: string, log: Logger): Promise<Bus> {
+export function connectExternalBus(url: string, clientId: string, log: Logger): Bus {
   const handlers = new HandlerTable();
   const onError = (error: unknown, topic: string) => log.error({ topic, err: error }, 'bus handler failed');
-  const client = mqtt.connect(url, { clientId, clean: false, reconnectPeriod: 1000 });
+  // Connecting waits for start(): the persistent session delivers queued messages right after
+  // CONNACK, and they must find their handlers, or they would be acknowledged and dropped.
+  const client = mqtt.connect(url, { clientId, clean: false, reconnectPeriod: 1000, manualConnect: true });
   client.handleMessage = (packet, callback) => {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     handlers.dispatch(packet.topic, payload, onError).then(() => callback());
   };
   client.on('error', (error) => log.warn({ url, err: error.message }, 'external broker error'));
   client.on('reconnect', () => log.info({ url }, 'reconnecting to external broker'));
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-  });
-  log.info({ url }, 'connected to external broker');
 
   return {
     url,
     async handle(filter: string, handler: MessageHandler) {
       handlers.add(filter, handler);
-      await client.subscribeAsync(filter, { qos: 1 });
+      if (client.connected) await client.subscribeAsync(filter, { qos: 1 });
+    },
+    async start() {
+      await new Promise<void>((resolve, reject) => {
+        client.once('connect', () => resolve());
+        client.once('error', reject);
+        client.connect();
+      });
+      log.info({ url }, 'connected to external broker');
+      if (handlers.filters.length > 0) await client.subscribeAsync(handlers.filters, { qos: 1 });
+    },
+    wants() {
+      // Another broker's subscribers are not known here.
+      return true;
     },
     publish(topic: string, payload: string | Buffer) {
-      client.publish(topic, payload, { qos: 0 });
+      // As EdgeCore towards an external broker: PubCli.Publish(topic, 1, false, payload).
+      client.publish(topic, payload, { qos: 1, retain: false });
     },
     async close() {
       await client.endAsync();

@@ -78,8 +78,11 @@ export class KubeEdgeProtocol {
     for (const device of removed) this.send(topic, { added_devices: null, removed_devices: [membershipDevice(device)] }, randomUUID());
   }
 
-  private send(topic: string, body: Record<string, unknown>, eventId: string): void {
-    this.bus.publish(topic, JSON.stringify({ event_id: eventId, timestamp: Date.now(), ...body }));
+  /** The body is built only when someone can receive it. */
+  private send(topic: string, body: Record<string, unknown> | (() => Record<string, unknown>), eventId: string): void {
+    if (!this.bus.wants(topic)) return;
+    const fields = typeof body === 'function' ? body() : body;
+    this.bus.publish(topic, JSON.stringify({ event_id: eventId, timestamp: Date.now(), ...fields }));
   }
 
   private sendError(topic: string, eventId: string, code: number, reason: string, requestTopic: string): void {
@@ -148,11 +151,13 @@ export class KubeEdgeProtocol {
     this.send(resultTopic, { devices: devices.map(membershipDevice) }, request.value.event_id);
   }
 
+  /** EdgeCore's order: result (to the requester), document (when something changed), delta. */
   private publishChange(change: TwinChange): void {
     const { deviceId, eventId } = change;
-    if (change.origin === 'mqtt') this.send(topics.twinUpdateResult(deviceId), { twin: change.result }, eventId);
-    if (Object.keys(change.document).length > 0) this.send(topics.twinDocument(deviceId), { twin: change.document }, eventId);
-    if (change.delta) this.send(topics.twinDelta(deviceId), { twin: change.delta.twin, delta: change.delta.delta }, randomUUID());
+    if (change.origin === 'mqtt') this.send(topics.twinUpdateResult(deviceId), () => ({ twin: change.result }), eventId);
+    if (change.changed) this.send(topics.twinDocument(deviceId), () => ({ twin: change.document }), eventId);
+    const delta = change.delta;
+    if (delta) this.send(topics.twinDelta(deviceId), () => ({ twin: delta.twin, delta: delta.delta }), randomUUID());
   }
 
   private publishState({ device }: StateChange): void {

@@ -94,8 +94,12 @@ function checkReferences(catalog: Catalog): void {
       continue;
     }
     const known = new Set(model.properties.map((p) => p.name));
-    const unknown = device.properties.find((p) => !known.has(p.name));
-    if (unknown) fail('spec.properties', `property ${unknown.name} is not defined by DeviceModel ${model.id}`);
+    const unknown = device.properties.map((p) => p.name).filter((name) => !known.has(name));
+    const field = device.apiVersion.endsWith('v1alpha2') ? 'spec.propertyVisitors' : 'spec.properties';
+    if (unknown.length > 0) {
+      const subject = unknown.length === 1 ? `property ${unknown[0]} is` : `properties ${unknown.join(', ')} are`;
+      fail(field, `${subject} not defined by DeviceModel ${model.id}`);
+    }
   }
 }
 

@@ -82,12 +82,12 @@ const VISITOR_FIELDS = new Set(['propertyName', 'collectCycle', 'reportCycle']);
  * customizedProtocol); upstream samples omit the protocol block and leave it to the visitors.
  */
 function alpha2Protocol(spec: Alpha2Spec): { name: string; config: Record<string, unknown> } {
-  const custom = spec.protocol?.customizedProtocol ?? spec.propertyVisitors.find((v) => v.customizedProtocol)?.customizedProtocol;
-  if (spec.protocol?.customizedProtocol || (!spec.protocol && custom)) {
-    return { name: custom!.protocolName, config: spec.protocol?.customizedProtocol?.configData ?? {} };
-  }
-  const declared = Object.entries(spec.protocol ?? {}).find(([key, value]) => key !== 'common' && value !== undefined);
+  const declaredCustom = spec.protocol?.customizedProtocol;
+  if (declaredCustom) return { name: declaredCustom.protocolName, config: declaredCustom.configData ?? {} };
+  const declared = Object.entries(spec.protocol ?? {}).find(([key, value]) => key !== 'common' && key !== 'customizedProtocol' && value !== undefined);
   if (declared) return { name: declared[0], config: (declared[1] ?? {}) as Record<string, unknown> };
+  const visitorCustom = spec.propertyVisitors.find((v) => v.customizedProtocol)?.customizedProtocol;
+  if (visitorCustom) return { name: visitorCustom.protocolName, config: {} };
   const fromVisitor = spec.propertyVisitors.flatMap((v) => Object.keys(v).filter((key) => !VISITOR_FIELDS.has(key)))[0];
   return { name: fromVisitor ?? '', config: {} };
 }

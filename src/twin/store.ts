@@ -1,7 +1,8 @@
 /**
  * SQLite persistence of devices and twins. Writes are queued and committed together in one
  * transaction per event-loop turn (group commit); `flushed()` resolves once a write is on disk,
- * which is when the agent may acknowledge it.
+ * which is when the agent may acknowledge it. Within a batch only the last state of a twin
+ * property is written; every reported value still goes to the history.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -17,13 +18,13 @@ CREATE TABLE IF NOT EXISTS twin (
   device_id TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, optional INTEGER NOT NULL,
   expected TEXT, expected_ts INTEGER, expected_cloud INTEGER, expected_edge INTEGER,
   actual TEXT, actual_ts INTEGER, actual_cloud INTEGER, actual_edge INTEGER,
-  history_seq INTEGER NOT NULL,
+  history_seq INTEGER NOT NULL, id INTEGER NOT NULL UNIQUE,
   PRIMARY KEY (device_id, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS twin_history (
-  device_id TEXT NOT NULL, key TEXT NOT NULL, slot INTEGER NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL,
-  PRIMARY KEY (device_id, key, slot)
-) WITHOUT ROWID;
+  -- twin id × HISTORY_STRIDE + slot: an integer key keeps the hot insert cheap.
+  id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL
+);
 `;
 
 interface TwinRow {
@@ -40,6 +41,7 @@ interface TwinRow {
   actual_cloud: number | null;
   actual_edge: number | null;
   history_seq: number;
+  id: number;
 }
 
 interface DeviceRow {
@@ -60,14 +62,24 @@ export interface HistoryEntry {
 
 type Write = () => void;
 
+/** History slots per twin property; the configured history size stays below it. */
+const HISTORY_STRIDE = 1 << 14;
+
 function version(cloud: number | null, edge: number | null): TwinVersion | undefined {
   return cloud === null || edge === null ? undefined : { cloud, edge };
 }
 
 export class TwinStore {
   private readonly db: Database.Database;
+  /** Device writes, in order. */
   private readonly pending: Write[] = [];
-  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  /** Twin rows by `deviceId\0key`: the last one queued wins. */
+  private readonly pendingTwins = new Map<string, unknown[]>();
+  private readonly pendingHistory: unknown[][] = [];
+  /** Integer ids of twin properties by `deviceId\0key`, which key their history. */
+  private readonly twinIds = new Map<string, number>();
+  private nextTwinId = 1;
+  private waiters: Array<{ committed: () => void; failed: (e: unknown) => void }> = [];
   private scheduled = false;
   private readonly statements;
 
@@ -91,15 +103,19 @@ export class TwinStore {
       ),
       deleteDevice: this.db.prepare('DELETE FROM device WHERE id = ?'),
       deleteTwins: this.db.prepare('DELETE FROM twin WHERE device_id = ?'),
-      deleteHistory: this.db.prepare('DELETE FROM twin_history WHERE device_id = ?'),
+      deleteHistory: this.db.prepare(`DELETE FROM twin_history WHERE id / ${HISTORY_STRIDE} IN (SELECT id FROM twin WHERE device_id = ?)`),
       upsertTwin: this.db.prepare(
         `INSERT OR REPLACE INTO twin (device_id, key, type, optional, expected, expected_ts, expected_cloud, expected_edge,
-           actual, actual_ts, actual_cloud, actual_edge, history_seq)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           actual, actual_ts, actual_cloud, actual_edge, history_seq, id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      putHistory: this.db.prepare('INSERT OR REPLACE INTO twin_history (device_id, key, slot, value, ts) VALUES (?, ?, ?, ?, ?)'),
-      history: this.db.prepare('SELECT value, ts FROM twin_history WHERE device_id = ? AND key = ? ORDER BY ts DESC, slot DESC LIMIT ?'),
+      putHistory: this.db.prepare('INSERT OR REPLACE INTO twin_history (id, seq, value, ts) VALUES (?, ?, ?, ?)'),
+      history: this.db.prepare('SELECT value, ts FROM twin_history WHERE id BETWEEN ? AND ? ORDER BY seq DESC LIMIT ?'),
     };
+    for (const row of this.db.prepare('SELECT device_id, key, id FROM twin').all() as Array<Pick<TwinRow, 'device_id' | 'key' | 'id'>>) {
+      this.twinIds.set(`${row.device_id}\0${row.key}`, row.id);
+      this.nextTwinId = Math.max(this.nextTwinId, row.id + 1);
+    }
   }
 
   loadDevices(): DeviceRecord[] {
@@ -132,7 +148,10 @@ export class TwinStore {
   }
 
   history(deviceId: string, key: string, limit = this.historySize): HistoryEntry[] {
-    const rows = this.statements.history.all(deviceId, key, limit) as Array<{ value: string; ts: number }>;
+    const id = this.twinIds.get(`${deviceId}\0${key}`);
+    if (id === undefined) return [];
+    const first = id * HISTORY_STRIDE;
+    const rows = this.statements.history.all(first, first + HISTORY_STRIDE - 1, limit) as Array<{ value: string; ts: number }>;
     return rows.map((r) => ({ value: r.value, timestamp: r.ts }));
   }
 
@@ -152,6 +171,17 @@ export class TwinStore {
   }
 
   deleteDevice(id: string): void {
+    const prefix = `${id}\0`;
+    const ids = new Set<number>();
+    for (const [key, twinId] of this.twinIds) {
+      if (!key.startsWith(prefix)) continue;
+      ids.add(twinId);
+      this.twinIds.delete(key);
+      this.pendingTwins.delete(key);
+    }
+    for (let i = this.pendingHistory.length - 1; i >= 0; i--) {
+      if (ids.has(Math.floor((this.pendingHistory[i]![0] as number) / HISTORY_STRIDE))) this.pendingHistory.splice(i, 1);
+    }
     this.pending.push(() => {
       this.statements.deleteHistory.run(id);
       this.statements.deleteTwins.run(id);
@@ -162,6 +192,12 @@ export class TwinStore {
 
   /** Queues the twin property; with `reported`, also records the reported value in the bounded history. */
   saveTwin(deviceId: string, key: string, p: TwinProperty, reported?: boolean): void {
+    const ref = `${deviceId}\0${key}`;
+    let twinId = this.twinIds.get(ref);
+    if (twinId === undefined) {
+      twinId = this.nextTwinId++;
+      this.twinIds.set(ref, twinId);
+    }
     const params = [
       deviceId,
       key,
@@ -176,37 +212,45 @@ export class TwinStore {
       p.actualVersion?.cloud ?? null,
       p.actualVersion?.edge ?? null,
       p.historySeq,
+      twinId,
     ];
-    const history = reported && p.actual ? [deviceId, key, p.historySeq % this.historySize, p.actual.value, p.actual.timestamp] : undefined;
-    this.pending.push(() => {
-      this.statements.upsertTwin.run(params);
-      if (history) this.statements.putHistory.run(history);
-    });
+    this.pendingTwins.set(ref, params);
+    if (reported && p.actual) this.pendingHistory.push([twinId * HISTORY_STRIDE + (p.historySeq % this.historySize), p.historySeq, p.actual.value, p.actual.timestamp]);
     this.schedule();
   }
 
   /** Resolves when everything queued so far is committed. */
   flushed(): Promise<void> {
-    if (this.pending.length === 0 && !this.scheduled) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.scheduled) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ committed: resolve, failed: reject }));
+  }
+
+  /** Calls back once everything queued so far is committed, or has failed to be. */
+  afterCommit(committed: () => void, failed: (error: unknown) => void): void {
+    if (!this.scheduled) return committed();
+    this.waiters.push({ committed, failed });
   }
 
   /** Commits what is queued now, synchronously. */
   flush(): void {
     this.scheduled = false;
     const writes = this.pending.splice(0);
+    const twins = [...this.pendingTwins.values()];
+    this.pendingTwins.clear();
+    const history = this.pendingHistory.splice(0);
     const waiters = this.waiters;
     this.waiters = [];
     try {
-      if (writes.length > 0) {
-        this.db.transaction(() => {
-          for (const write of writes) write();
-        })();
-      }
-      for (const w of waiters) w.resolve();
+      this.db.transaction(() => {
+        for (const write of writes) write();
+        for (const row of twins) this.statements.upsertTwin.run(row);
+        for (const row of history) this.statements.putHistory.run(row);
+      })();
     } catch (error) {
-      for (const w of waiters) w.reject(error);
+      for (const w of waiters) w.failed(error);
+      return;
     }
+    for (const w of waiters) w.committed();
   }
 
   close(): void {

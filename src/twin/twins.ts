@@ -22,14 +22,51 @@ export interface TwinDelta {
   delta: Record<string, string>;
 }
 
-export interface TwinChange {
-  deviceId: string;
-  origin: Origin;
-  eventId: string;
+interface ChangedKey {
+  key: string;
+  /** The twin before the change; undefined when it is new or was deleted. */
+  last?: TwinProperty;
+  /** The twin after the change; null when deleted. */
+  current: TwinProperty | null;
+  /** The parts the request gave, for a twin that existed; undefined for an added twin. */
+  touched?: MsgTwin;
+}
+
+/** One committed twin update. Its result and document are built only when someone reads them. */
+export class TwinChange {
+  private builtResult?: Record<string, MsgTwin | null>;
+  private builtDocument?: Record<string, TwinDoc>;
+
+  constructor(
+    readonly deviceId: string,
+    readonly origin: Origin,
+    readonly eventId: string,
+    private readonly keys: ChangedKey[],
+    readonly delta: TwinDelta | undefined,
+  ) {}
+
+  get changed(): boolean {
+    return this.keys.length > 0;
+  }
+
   /** What the update touched, as EdgeCore's twin/update/result shows it (`null` = deleted). */
-  result: Record<string, MsgTwin | null>;
-  document: Record<string, TwinDoc>;
-  delta?: TwinDelta;
+  get result(): Record<string, MsgTwin | null> {
+    this.builtResult ??= Object.fromEntries(
+      this.keys.map(({ key, current, touched }) => {
+        if (!current) return [key, null];
+        if (!touched) return [key, toMsgTwin(current)];
+        return [key, { ...touched, optional: current.optional, metadata: { type: current.type } }];
+      }),
+    );
+    return this.builtResult;
+  }
+
+  get document(): Record<string, TwinDoc> {
+    this.builtDocument ??= Object.fromEntries(
+      this.keys.map(({ key, last, current }) => [key, { last: last ? toMsgTwin(last) : null, current: current ? toMsgTwin(current) : null }]),
+    );
+    return this.builtDocument;
+  }
 }
 
 export interface StateChange {
@@ -175,19 +212,19 @@ export class Twins extends EventEmitter<TwinEvents> {
     if (!device) throw new TwinError(404, 'Update rejected due to the device is not existed');
     const now = Date.now();
     const staged = new Map<string, { property: TwinProperty; reported: boolean }>();
-    const result: TwinChange['result'] = {};
-    const document: TwinChange['document'] = {};
+    const changedKeys: ChangedKey[] = [];
 
     for (const [key, request] of Object.entries(update)) {
       const existing = device.twin.get(key);
       if (request === null) {
         if (!existing || existing.type === DELETED || !existing.optional) continue;
+        // EdgeCore clears only sides that carry a version: a twin never given a value stays.
+        if (!existing.expectedVersion && !existing.actualVersion) continue;
         const deleted: TwinProperty = { ...clone(existing), type: DELETED, expected: undefined, actual: undefined };
         if (existing.expectedVersion) deleted.expectedVersion = bump(existing.expectedVersion);
         if (existing.actualVersion) deleted.actualVersion = bump(existing.actualVersion);
         staged.set(key, { property: deleted, reported: false });
-        result[key] = null;
-        document[key] = { last: toMsgTwin(existing), current: null };
+        changedKeys.push({ key, last: existing, current: null });
         continue;
       }
       const wasDeleted = existing?.type === DELETED;
@@ -220,15 +257,14 @@ export class Twins extends EventEmitter<TwinEvents> {
       if (existing && request.metadata && (wasDeleted || request.metadata.type !== existing.type)) changed = true;
       if (!changed) continue;
       staged.set(key, { property, reported });
-      result[key] = { ...(existing ? touched : toMsgTwin(property)), optional: property.optional, metadata: { type: property.type } };
-      document[key] = { last: existing && !wasDeleted ? toMsgTwin(existing) : null, current: toMsgTwin(property) };
+      changedKeys.push({ key, last: existing && !wasDeleted ? existing : undefined, current: property, touched: existing ? touched : undefined });
     }
 
     for (const [key, { property, reported }] of staged) {
       device.twin.set(key, property);
       this.store.saveTwin(device.id, key, property, reported);
     }
-    const change: TwinChange = { deviceId, origin, eventId, result, document, delta: this.delta(deviceId) };
+    const change = new TwinChange(deviceId, origin, eventId, changedKeys, this.delta(deviceId));
     this.announce(deviceId, () => this.emit('changed', change));
     return change;
   }
@@ -274,7 +310,7 @@ export class Twins extends EventEmitter<TwinEvents> {
 
   /** Emits once the change is committed; if the commit fails, memory is reloaded from SQLite. */
   private announce(deviceId: string, emit: () => void): void {
-    this.store.flushed().then(
+    this.store.afterCommit(
       () => {
         try {
           emit();

@@ -1,0 +1,14 @@
+/** `npm run bench [-- NAME…]`: runs the named benchmarks, or all, each printing one JSON line. */
+import { twinIngest } from './twin-ingest.js';
+
+const benchmarks: Record<string, () => Promise<void>> = {
+  'twin-ingest': twinIngest,
+};
+
+const names = process.argv.slice(2);
+const unknown = names.filter((n) => !benchmarks[n]);
+if (unknown.length > 0) {
+  console.error(`unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(benchmarks).join(', ')}`);
+  process.exit(2);
+}
+for (const name of names.length > 0 ? names : Object.keys(benchmarks)) await benchmarks[name]!();

@@ -1,0 +1,126 @@
+/**
+ * twin-ingest: several MQTT clients publish twin updates (one property each) for 100 devices ×
+ * 10 properties through the agent's embedded broker into the SQLite twin, at QoS 0 and QoS 1.
+ * Baseline, same clients and messages: a bare aedes broker delivering them to one subscriber.
+ */
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import mqtt, { type MqttClient } from 'mqtt';
+import { spawnAgent } from './lib/agent-process.js';
+import { deviceName, propertyName, writeBenchProfiles } from './lib/profiles.js';
+import { report, round } from './lib/report.js';
+
+const DEVICES = 100;
+const PROPERTIES = 10;
+const CLIENTS = 4;
+const UPDATES = Number(process.env.BENCH_UPDATES ?? 200_000);
+
+function topic(i: number): string {
+  return `$hw/events/device/default/${deviceName(i % DEVICES)}/twin/update`;
+}
+
+function payload(i: number): string {
+  const key = propertyName(Math.floor(i / DEVICES) % PROPERTIES);
+  return `{"event_id":"e${i}","timestamp":${Date.now()},"twin":{"${key}":{"actual":{"value":"${(i % 1000) / 10}"},"metadata":{"type":"float"}}}}`;
+}
+
+async function connectAll(url: string): Promise<MqttClient[]> {
+  return Promise.all(Array.from({ length: CLIENTS }, (_, c) => mqtt.connectAsync(url, { clientId: `bench-${c}-${process.pid}`, reconnectPeriod: 0 })));
+}
+
+/** Publishes UPDATES messages spread over the clients; `done` resolves when the far side has them all. */
+async function publishAll(clients: MqttClient[], qos: 0 | 1, done: () => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await Promise.all(
+    clients.map(async (client, c) => {
+      const pending: Array<Promise<unknown>> = [];
+      for (let i = c; i < UPDATES; i += CLIENTS) {
+        if (qos === 1) pending.push(client.publishAsync(topic(i), payload(i), { qos: 1 }));
+        else client.publish(topic(i), payload(i), { qos: 0 });
+        // Yield now and then so the socket drains instead of buffering everything.
+        if (i % 2000 < CLIENTS) await new Promise((r) => setImmediate(r));
+      }
+      await Promise.all(pending);
+    }),
+  );
+  await done();
+  return (performance.now() - started) / 1000;
+}
+
+/** A QoS 1 update per client, acknowledged only once the agent has applied and committed all before it. */
+async function agentCaughtUp(clients: MqttClient[]): Promise<void> {
+  await Promise.all(clients.map((client) => client.publishAsync(topic(0), payload(0), { qos: 1 })));
+}
+
+async function sumActualVersions(apiUrl: string): Promise<number> {
+  let sum = 0;
+  for (let d = 0; d < DEVICES; d++) {
+    const twin = (await (await fetch(`${apiUrl}/api/v1/devices/default/${deviceName(d)}/twin`)).json()) as Record<string, { actual_version?: { edge: number } }>;
+    for (const t of Object.values(twin)) sum += t.actual_version?.edge ?? 0;
+  }
+  return sum;
+}
+
+async function agentRun(qos: 0 | 1, profiles: string, dataDir: string): Promise<{ rate: number; applied: number }> {
+  const agent = await spawnAgent(['--profiles', profiles, '--data', dataDir, '--node', 'bench']);
+  try {
+    const clients = await connectAll(agent.mqttUrl);
+    const before = await sumActualVersions(agent.apiUrl);
+    const seconds = await publishAll(clients, qos, () => (qos === 0 ? agentCaughtUp(clients) : Promise.resolve()));
+    const applied = (await sumActualVersions(agent.apiUrl)) - before - (qos === 0 ? CLIENTS : 0);
+    await Promise.all(clients.map((c) => c.endAsync()));
+    return { rate: UPDATES / seconds, applied };
+  } finally {
+    agent.child.kill('SIGTERM');
+    await agent.exited;
+  }
+}
+
+async function bareRun(): Promise<number> {
+  const broker = spawn(process.execPath, [fileURLToPath(new URL('./bare-broker.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve) => {
+      createInterface({ input: broker.stdout! }).once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
+    });
+    const url = `mqtt://127.0.0.1:${port}`;
+    const subscriber = await mqtt.connectAsync(url, { clientId: `bench-sub-${process.pid}`, reconnectPeriod: 0 });
+    await subscriber.subscribeAsync('$hw/events/device/#', { qos: 0 });
+    let received = 0;
+    let allReceived: () => void = () => undefined;
+    const everything = new Promise<void>((resolve) => (allReceived = resolve));
+    subscriber.on('message', () => {
+      if (++received === UPDATES) allReceived();
+    });
+    const clients = await connectAll(url);
+    const seconds = await publishAll(clients, 0, () => everything);
+    await Promise.all([...clients, subscriber].map((c) => c.endAsync()));
+    return UPDATES / seconds;
+  } finally {
+    broker.kill('SIGTERM');
+  }
+}
+
+export async function twinIngest(): Promise<void> {
+  const profiles = writeBenchProfiles(DEVICES, PROPERTIES, 'bench');
+  const dataDir = writeBenchProfiles(0, 0, 'none');
+  try {
+    const bare = await bareRun();
+    const qos0 = await agentRun(0, profiles, dataDir);
+    const qos1 = await agentRun(1, profiles, dataDir);
+    report('twin-ingest', {
+      updates: UPDATES,
+      clients: CLIENTS,
+      updates_per_s_qos0: Math.round(qos0.rate),
+      updates_per_s_qos1: Math.round(qos1.rate),
+      bare_aedes_per_s: Math.round(bare),
+      ratio_vs_bare: round(qos0.rate / bare, 2),
+      applied_qos0: qos0.applied,
+      applied_qos1: qos1.applied,
+    });
+  } finally {
+    rmSync(profiles, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
