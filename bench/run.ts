@@ -1,8 +1,12 @@
 /** `npm run bench [-- NAME…]`: runs the named benchmarks, or all, each printing one JSON line. */
+import { footprint } from './footprint.js';
+import { startup } from './startup.js';
 import { twinIngest } from './twin-ingest.js';
 
 const benchmarks: Record<string, () => Promise<void>> = {
   'twin-ingest': twinIngest,
+  footprint,
+  startup,
 };
 
 const names = process.argv.slice(2);

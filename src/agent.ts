@@ -1,7 +1,6 @@
 /** Composition root: builds the modules from the config and starts and stops them in order. */
 import { join } from 'node:path';
 import { builtinMappers } from '../mappers/index.js';
-import { connectExternalBus } from './bus/external.js';
 import { createEmbeddedBus } from './bus/embedded.js';
 import type { Bus } from './bus/bus.js';
 import { KubeEdgeProtocol } from './bus/kubeedge.js';
@@ -62,8 +61,9 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   syncCatalog(twins, catalog, config.node);
   await twins.flushed();
 
+  // The mqtt client is loaded only for an external broker: on a 1 GB gateway every MB counts.
   const bus = config.mqtt.url
-    ? connectExternalBus(config.mqtt.url, `edge-agent-${config.node}`, log)
+    ? (await import('./bus/external.js')).connectExternalBus(config.mqtt.url, `edge-agent-${config.node}`, log)
     : await createEmbeddedBus({ host: config.mqtt.host, port: config.mqtt.port, log });
   const protocol = new KubeEdgeProtocol({ bus, twins, node: config.node, maxPayloadBytes: config.mqtt.maxPayloadBytes, log });
   await protocol.start();

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
+import yaml from 'js-yaml';
 import { z } from 'zod';
 
 const port = z.number().int().min(0).max(65535);
@@ -65,7 +65,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Tree {
       if (typeof node[segment] !== 'object') throw new ConfigError(`${key}: ${segment} is set both as a value and as a section`);
       node = node[segment] as Tree;
     }
-    const value: unknown = parseYaml(raw);
+    const value: unknown = yaml.load(raw);
     node[path[path.length - 1]!] = path[0] === 'profiles' ? String(raw).split(':') : value;
   }
   return tree;
@@ -88,7 +88,7 @@ export function resolveConfig(options: { file?: string; env?: NodeJS.ProcessEnv;
   let fromFile: Tree = {};
   if (options.file) {
     try {
-      fromFile = (parseYaml(readFileSync(options.file, 'utf8')) ?? {}) as Tree;
+      fromFile = (yaml.load(readFileSync(options.file, 'utf8')) ?? {}) as Tree;
     } catch (error) {
       throw new ConfigError(`config ${options.file}: ${(error as Error).message}`);
     }

@@ -5,7 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import yaml from 'js-yaml';
+import { splitDocuments } from '../src/devices/load.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatError, loadCatalog, type Catalog } from '../src/devices/load.js';
 import { cycleToMs } from '../src/devices/normalize.js';
@@ -37,7 +38,7 @@ const samples: SampleFile[] = readdirSync(SAMPLES)
   .map((file) => ({
     file,
     folder: file.slice(0, file.lastIndexOf('__')),
-    docs: parseAllDocuments(readFileSync(join(SAMPLES, file), 'utf8')).map((d) => d.toJS() as Manifest),
+    docs: splitDocuments(readFileSync(join(SAMPLES, file), 'utf8')).map((d) => yaml.load(d.text) as Manifest),
   }));
 
 const isKind = (kind: string) => (s: SampleFile) => s.docs.some((d) => d.kind === kind);
@@ -77,7 +78,7 @@ let fileCounter = 0;
 /** Writes YAML documents (objects are stringified, strings kept verbatim) into one file. */
 function writeManifests(docs: Array<object | string>, name = `manifests-${++fileCounter}.yaml`): string {
   const file = join(work, name);
-  writeFileSync(file, docs.map((d) => (typeof d === 'string' ? d : stringify(d))).join('---\n'));
+  writeFileSync(file, docs.map((d) => (typeof d === 'string' ? d : yaml.dump(d))).join('---\n'));
   return file;
 }
 
@@ -662,8 +663,8 @@ describe('edge-agent validate', () => {
   it('exits 0 on a valid directory (nested, with a skipped ConfigMap noted)', () => {
     const dir = join(work, 'valid-dir');
     mkdirSync(join(dir, 'nested'), { recursive: true });
-    writeFileSync(join(dir, 'models.yaml'), stringify(v1beta1Model()));
-    writeFileSync(join(dir, 'nested', 'devices.yml'), [v1beta1Device('m1'), v1beta1Device('m2'), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }].map((d) => stringify(d)).join('---\n'));
+    writeFileSync(join(dir, 'models.yaml'), yaml.dump(v1beta1Model()));
+    writeFileSync(join(dir, 'nested', 'devices.yml'), [v1beta1Device('m1'), v1beta1Device('m2'), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }].map((d) => yaml.dump(d)).join('---\n'));
     writeFileSync(join(dir, 'README.txt'), 'not yaml: [');
     const { code, stdout, stderr } = validate(dir);
     expect(stderr).toBe('');

@@ -1,10 +1,17 @@
 /** Runs `edge-agent start` as a child process and waits for its "agent ready" log line. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /** The compiled CLI, beside this file's compiled form in dist/. */
 const COMPILED_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+
+/** The Node.js flags the CLI's `#!/usr/bin/env -S node …` line gives the agent, so runs here match real ones. */
+export function agentNodeFlags(cli = COMPILED_CLI): string[] {
+  const shebang = readFileSync(cli, 'utf8').split('\n', 1)[0]!;
+  return shebang.split(/\s+/).filter((word) => word.startsWith('--'));
+}
 
 export interface AgentProcess {
   child: ChildProcess;
@@ -16,9 +23,10 @@ export interface AgentProcess {
   exited: Promise<number | string>;
 }
 
-export function spawnAgent(args: string[], options: { env?: NodeJS.ProcessEnv; nodeArgs?: string[]; cli?: string } = {}): Promise<AgentProcess> {
+export function spawnAgent(args: string[], options: { env?: NodeJS.ProcessEnv; cli?: string } = {}): Promise<AgentProcess> {
   const started = performance.now();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.cli ?? COMPILED_CLI, 'start', '--mqtt-port', '0', '--api-port', '0', ...args], {
+  const cli = options.cli ?? COMPILED_CLI;
+  const child = spawn(process.execPath, [...agentNodeFlags(cli), cli, 'start', '--mqtt-port', '0', '--api-port', '0', ...args], {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

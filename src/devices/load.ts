@@ -1,7 +1,7 @@
 /** Reads KubeEdge Device/DeviceModel manifests from YAML files and directories. */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import yaml from 'js-yaml';
 import type { ZodType } from 'zod';
 import type { Device, DeviceModel, ManifestSource } from './model.js';
 import { deviceFromV1alpha2, deviceFromV1beta1, modelFromV1alpha2, modelFromV1beta1 } from './normalize.js';
@@ -103,16 +103,53 @@ function checkReferences(catalog: Catalog): void {
   }
 }
 
+const DOCUMENT_START = /^---(\s|$)/;
+const DOCUMENT_END = /^\.\.\.\s*$/;
+const CONTENT = /^\s*[^#\s]/m;
+
+/**
+ * Splits a YAML stream at its document markers, which the YAML spec only allows at the start
+ * of a line, so that one broken document does not hide the others. Comment-only or empty
+ * documents are dropped; `line` is where each document starts (1-based).
+ */
+export function splitDocuments(text: string): Array<{ text: string; line: number }> {
+  const documents: Array<{ text: string; line: number }> = [];
+  let current: string[] = [];
+  let start = 1;
+  const close = () => {
+    const body = current.join('\n');
+    if (CONTENT.test(body)) documents.push({ text: body, line: start });
+    current = [];
+  };
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (DOCUMENT_START.test(line)) {
+      close();
+      start = i + 1;
+      current.push(line.slice(3));
+    } else if (DOCUMENT_END.test(line)) {
+      close();
+      start = i + 2;
+    } else {
+      current.push(line);
+    }
+  });
+  close();
+  return documents;
+}
+
 export function parseManifests(file: string, text: string, catalog: Catalog = emptyCatalog()): Catalog {
-  const documents = parseAllDocuments(text);
-  const list = Array.isArray(documents) ? documents : [documents];
-  list.forEach((document, index) => {
+  splitDocuments(text).forEach((document, index) => {
     const source = { file, index };
-    if (document.errors.length > 0) {
-      for (const error of document.errors) catalog.errors.push({ ...source, path: '', reason: `YAML: ${error.message.split('\n')[0]}` });
+    let value: unknown;
+    try {
+      value = yaml.load(document.text, { filename: file });
+    } catch (error) {
+      const mark = (error as yaml.YAMLException).mark;
+      const where = mark ? ` (line ${document.line + mark.line})` : '';
+      catalog.errors.push({ ...source, path: '', reason: `YAML: ${(error as yaml.YAMLException).reason ?? (error as Error).message}${where}` });
       return;
     }
-    loadDocument(catalog, source, document.toJS());
+    loadDocument(catalog, source, value);
   });
   return catalog;
 }
