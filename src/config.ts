@@ -5,45 +5,37 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import yaml from 'js-yaml';
-import { z } from 'zod';
+import * as v from 'valibot';
+import { parseWith } from './schema.js';
 
-const port = z.number().int().min(0).max(65535);
+const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 
-export const configSchema = z
-  .object({
-    node: z
-      .string()
-      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS-1123 name, as Kubernetes node names are')
-      .default(() => hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-')),
-    dataDir: z.string().default('./data'),
-    profiles: z.array(z.string()).default(['./device-profiles']),
-    mqtt: z
-      .object({
-        host: z.string().default('127.0.0.1'),
-        port: port.default(1883),
-        /** An external broker (`mqtt://host:1883`) instead of the embedded one. */
-        url: z.string().url().optional(),
-        maxPayloadBytes: z.number().int().positive().default(64 * 1024),
-      })
-      .strict()
-      .default({ host: '127.0.0.1', port: 1883, maxPayloadBytes: 64 * 1024 }),
-    api: z
-      .object({ host: z.string().default('127.0.0.1'), port: port.default(9180) })
-      .strict()
-      .default({ host: '127.0.0.1', port: 9180 }),
-    twin: z
-      .object({ historySize: z.number().int().min(1).max(10_000).default(100) })
-      .strict()
-      .default({ historySize: 100 }),
-    log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
-      .strict()
-      .default({ level: 'info' }),
-  })
-  .strict();
+const mqttSection = v.strictObject({
+  host: v.optional(v.string(), '127.0.0.1'),
+  port: v.optional(port, 1883),
+  /** An external broker (`mqtt://host:1883`) instead of the embedded one. */
+  url: v.optional(v.pipe(v.string(), v.url())),
+  maxPayloadBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 64 * 1024),
+});
+const apiSection = v.strictObject({ host: v.optional(v.string(), '127.0.0.1'), port: v.optional(port, 9180) });
+const twinSection = v.strictObject({ historySize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)), 100) });
+const logSection = v.strictObject({ level: v.optional(v.picklist(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info') });
 
-export type Config = z.infer<typeof configSchema>;
-export type ConfigInput = z.input<typeof configSchema>;
+/** Unknown keys are refused; a missing section takes its defaults. */
+export const configSchema = v.strictObject({
+  node: v.optional(
+    v.pipe(v.string(), v.regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS-1123 name, as Kubernetes node names are')),
+    () => hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-'),
+  ),
+  dataDir: v.optional(v.string(), './data'),
+  profiles: v.optional(v.array(v.string()), ['./device-profiles']),
+  mqtt: v.optional(mqttSection, {}),
+  api: v.optional(apiSection, {}),
+  twin: v.optional(twinSection, {}),
+  log: v.optional(logSection, {}),
+});
+
+export type Config = v.InferOutput<typeof configSchema>;
 
 const ENV_PREFIX = 'EDGE_AGENT_';
 
@@ -94,16 +86,16 @@ export function resolveConfig(options: { file?: string; env?: NodeJS.ProcessEnv;
     }
   }
   const merged = merge(merge(fromFile, envOverrides(options.env ?? {})), options.flags ?? {});
-  const parsed = configSchema.safeParse(merged);
-  if (!parsed.success) {
+  const parsed = parseWith(configSchema, merged);
+  if (!parsed.ok) {
     const env = options.env ?? {};
-    const describe = (path: PropertyKey[]) => {
-      const name = ENV_PREFIX + path.map((p) => String(p).replace(/([A-Z])/g, '_$1').toUpperCase()).join('__');
-      const where = path.join('.') || '(root)';
-      if (name in env) return `config: ${where} (from ${name})`;
+    const describe = (path: string) => {
+      const name = ENV_PREFIX + path.split('.').map((p) => p.replace(/([A-Z])/g, '_$1').toUpperCase()).join('__');
+      const where = path || '(root)';
+      if (path && name in env) return `config: ${where} (from ${name})`;
       return `${options.file ?? 'config'}: ${where}`;
     };
-    throw new ConfigError(parsed.error.issues.map((i) => `${describe(i.path)}: ${i.message}`).join('\n'));
+    throw new ConfigError(parsed.issues.map((i) => `${describe(i.path)}: ${i.message}`).join('\n'));
   }
-  return parsed.data;
+  return parsed.value;
 }

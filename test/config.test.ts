@@ -154,7 +154,7 @@ describe('flags', () => {
 
 describe('errors', () => {
   it.each<[string, Parameters<typeof resolveConfig>[0], RegExp]>([
-    ['port that is not a number (env)', { env: { EDGE_AGENT_MQTT__PORT: 'abc' } }, /^config: mqtt\.port \(from EDGE_AGENT_MQTT__PORT\): .*expected number, received string/],
+    ['port that is not a number (env)', { env: { EDGE_AGENT_MQTT__PORT: 'abc' } }, /^config: mqtt\.port \(from EDGE_AGENT_MQTT__PORT\): .*expected number, received "abc"/],
     ['port out of range (env)', { env: { EDGE_AGENT_MQTT__PORT: '70000' } }, /^config: mqtt\.port \(from EDGE_AGENT_MQTT__PORT\): .*65535/],
     ['negative port (flag)', { flags: { api: { port: -1 } } }, /^config: api\.port: .*0/],
     ['fractional port (flag)', { flags: { mqtt: { port: 1.5 } } }, /^config: mqtt\.port: .*int/i],

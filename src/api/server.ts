@@ -3,15 +3,16 @@
  * a write means the change is committed to SQLite.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { z } from 'zod';
+import * as v from 'valibot';
 import type { Logger } from '../log.js';
+import { parseWith } from '../schema.js';
 import type { Twins } from '../twin/twins.js';
 import { TwinError, toMsgTwin, type DeviceRecord, type MsgTwin } from '../twin/types.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
-const valuesBody = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String));
-const stateBody = z.object({ state: z.string().min(1) });
+const valuesBody = v.record(v.string(), v.pipe(v.union([v.string(), v.number(), v.boolean()], 'must be a string, number or boolean'), v.transform(String)));
+const stateBody = v.object({ state: v.pipe(v.string(), v.minLength(1)) });
 
 class HttpError extends Error {
   constructor(
@@ -65,11 +66,11 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  throw new HttpError(400, `${issue.path.join('.') || 'body'}: ${issue.message}`);
+function parse<S extends v.GenericSchema>(schema: S, value: unknown): v.InferOutput<S> {
+  const parsed = parseWith(schema, value);
+  if (parsed.ok) return parsed.value;
+  const issue = parsed.issues[0]!;
+  throw new HttpError(400, `${issue.path || 'body'}: ${issue.message}`);
 }
 
 export class ApiServer {

@@ -2,9 +2,10 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
-import type { ZodType } from 'zod';
+import type { GenericSchema } from 'valibot';
 import type { Device, DeviceModel, ManifestSource } from './model.js';
 import { deviceFromV1alpha2, deviceFromV1beta1, modelFromV1alpha2, modelFromV1beta1 } from './normalize.js';
+import { parseWith } from '../schema.js';
 import { deviceModelV1alpha2, deviceModelV1beta1, deviceV1alpha2, deviceV1beta1, manifestHeader } from './schema.js';
 
 export interface ManifestError extends ManifestSource {
@@ -25,7 +26,7 @@ export interface Catalog {
 
 const API_GROUP = 'devices.kubeedge.io/';
 
-type Converter = { schema: ZodType; build: (doc: never) => Device | DeviceModel; kind: 'device' | 'model' };
+type Converter = { schema: GenericSchema; build: (doc: never) => Device | DeviceModel; kind: 'device' | 'model' };
 const converters: Record<string, Converter> = {
   'devices.kubeedge.io/v1alpha2/Device': { schema: deviceV1alpha2, build: deviceFromV1alpha2, kind: 'device' },
   'devices.kubeedge.io/v1beta1/Device': { schema: deviceV1beta1, build: deviceFromV1beta1, kind: 'device' },
@@ -57,9 +58,9 @@ function loadDocument(catalog: Catalog, source: ManifestSource, doc: unknown): v
     catalog.errors.push({ ...source, path, reason });
   };
   if (doc === null || doc === undefined) return;
-  const header = manifestHeader.safeParse(doc);
-  if (!header.success) return fail('', 'not a Kubernetes object (apiVersion and kind are required)');
-  const { apiVersion, kind } = header.data;
+  const header = parseWith(manifestHeader, doc);
+  if (!header.ok) return fail('', 'not a Kubernetes object (apiVersion and kind are required)');
+  const { apiVersion, kind } = header.value;
   const converter = converters[`${apiVersion}/${kind}`];
   if (!converter) {
     const known = apiVersion.startsWith(API_GROUP) && (kind === 'Device' || kind === 'DeviceModel');
@@ -67,12 +68,12 @@ function loadDocument(catalog: Catalog, source: ManifestSource, doc: unknown): v
     catalog.notes.push({ ...source, note: `skipped ${kind} (${apiVersion}): not a KubeEdge Device or DeviceModel` });
     return;
   }
-  const parsed = converter.schema.safeParse(doc);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) fail(issue.path.join('.'), issue.message);
+  const parsed = parseWith(converter.schema, doc);
+  if (!parsed.ok) {
+    for (const issue of parsed.issues) fail(issue.path, issue.message);
     return;
   }
-  const item = converter.build(parsed.data as never);
+  const item = converter.build(parsed.value as never);
   const target = converter.kind === 'device' ? catalog.devices : catalog.models;
   if (target.has(item.id)) {
     const first = target.get(item.id)!.source;

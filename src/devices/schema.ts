@@ -3,152 +3,153 @@
  * devices.kubeedge.io/v1alpha2 and v1beta1 define them. Unknown fields pass, as the
  * Kubernetes API server prunes rather than rejects them; what the agent relies on is checked.
  */
-import { z } from 'zod';
+import * as v from 'valibot';
 
-const name = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS-1123 name').max(253);
-const scalar = z.union([z.string(), z.number(), z.boolean()]);
-const looseObject = z.record(z.string(), z.unknown());
+const name = v.pipe(v.string(), v.regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS-1123 name'), v.maxLength(253));
+const nonEmpty = v.pipe(v.string(), v.minLength(1, 'must not be empty'));
+const scalar = v.union([v.string(), v.number(), v.boolean()], 'must be a string, number or boolean');
+const looseRecord = v.record(v.string(), v.unknown());
 
-const metadata = z.looseObject({
+const metadata = v.looseObject({
   name,
-  namespace: name.optional(),
-  labels: z.record(z.string(), z.string()).nullish(),
+  namespace: v.optional(name),
+  labels: v.nullish(v.record(v.string(), v.string())),
 });
 
-const accessMode = z.enum(['ReadWrite', 'ReadOnly', 'WriteOnly']);
-const number = z.union([z.number(), z.string().regex(/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/)]).transform(Number);
+const accessMode = v.picklist(['ReadWrite', 'ReadOnly', 'WriteOnly']);
+const number = v.pipe(
+  v.union([v.number(), v.pipe(v.string(), v.regex(/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/, 'must be a number'))], 'must be a number'),
+  v.transform(Number),
+);
 
 /** Twin values in manifests: KubeEdge keeps them as strings, YAML may give numbers or booleans. */
-const twinValue = z.looseObject({
-  value: scalar.transform(String).optional(),
-  metadata: z.looseObject({ type: z.string().optional(), timestamp: scalar.optional() }).nullish(),
+const twinValue = v.looseObject({
+  value: v.optional(v.pipe(scalar, v.transform(String))),
+  metadata: v.nullish(v.looseObject({ type: v.optional(v.string()), timestamp: v.optional(scalar) })),
 });
-const statusTwins = z
-  .looseObject({
-    twins: z
-      .array(z.looseObject({ propertyName: z.string().min(1), reported: twinValue.nullish(), desired: twinValue.nullish() }))
-      .nullish(),
-  })
-  .nullish();
+const statusTwins = v.nullish(
+  v.looseObject({
+    twins: v.nullish(v.array(v.looseObject({ propertyName: nonEmpty, reported: v.nullish(twinValue), desired: v.nullish(twinValue) }))),
+  }),
+);
 
 // ---- v1alpha2 ----
 
-const alpha2TypeSpec = z.looseObject({
-  accessMode: accessMode.default('ReadWrite'),
-  maximum: number.optional(),
-  minimum: number.optional(),
-  unit: z.string().optional(),
-  defaultValue: scalar.optional(),
+const alpha2TypeSpec = v.looseObject({
+  accessMode: v.optional(accessMode, 'ReadWrite'),
+  maximum: v.optional(number),
+  minimum: v.optional(number),
+  unit: v.optional(v.string()),
+  defaultValue: v.optional(scalar),
 });
-const alpha2PropertyType = z
-  .object({
-    int: alpha2TypeSpec.optional(),
-    string: alpha2TypeSpec.optional(),
-    double: alpha2TypeSpec.optional(),
-    float: alpha2TypeSpec.optional(),
-    boolean: alpha2TypeSpec.optional(),
-    bytes: alpha2TypeSpec.optional(),
-  })
-  .strict()
-  .refine((t) => Object.values(t).filter(Boolean).length === 1, 'exactly one of int, string, double, float, boolean, bytes');
+const alpha2PropertyType = v.pipe(
+  v.strictObject({
+    int: v.optional(alpha2TypeSpec),
+    string: v.optional(alpha2TypeSpec),
+    double: v.optional(alpha2TypeSpec),
+    float: v.optional(alpha2TypeSpec),
+    boolean: v.optional(alpha2TypeSpec),
+    bytes: v.optional(alpha2TypeSpec),
+  }),
+  v.check((t) => Object.values(t).filter(Boolean).length === 1, 'exactly one of int, string, double, float, boolean, bytes'),
+);
 
-export const deviceModelV1alpha2 = z.looseObject({
-  apiVersion: z.literal('devices.kubeedge.io/v1alpha2'),
-  kind: z.literal('DeviceModel'),
+export const deviceModelV1alpha2 = v.looseObject({
+  apiVersion: v.literal('devices.kubeedge.io/v1alpha2'),
+  kind: v.literal('DeviceModel'),
   metadata,
-  spec: z.looseObject({
-    properties: z.array(z.looseObject({ name: z.string().min(1), description: z.string().optional(), type: alpha2PropertyType })).default([]),
+  spec: v.looseObject({
+    properties: v.optional(v.array(v.looseObject({ name: nonEmpty, description: v.optional(v.string()), type: alpha2PropertyType })), []),
   }),
 });
 
-const cycle = z.number().int().nonnegative();
-const alpha2Visitor = z.looseObject({
-  propertyName: z.string().min(1),
-  collectCycle: cycle.optional(),
-  reportCycle: cycle.optional(),
-  customizedProtocol: z.looseObject({ protocolName: z.string().min(1), configData: looseObject.nullish() }).optional(),
+const cycle = v.pipe(v.number(), v.integer(), v.minValue(0));
+const customizedProtocol = v.looseObject({ protocolName: nonEmpty, configData: v.nullish(looseRecord) });
+const alpha2Visitor = v.looseObject({
+  propertyName: nonEmpty,
+  collectCycle: v.optional(cycle),
+  reportCycle: v.optional(cycle),
+  customizedProtocol: v.optional(customizedProtocol),
 });
 
-export const deviceV1alpha2 = z.looseObject({
-  apiVersion: z.literal('devices.kubeedge.io/v1alpha2'),
-  kind: z.literal('Device'),
+export const deviceV1alpha2 = v.looseObject({
+  apiVersion: v.literal('devices.kubeedge.io/v1alpha2'),
+  kind: v.literal('Device'),
   metadata,
-  spec: z.looseObject({
-    deviceModelRef: z.looseObject({ name }),
-    protocol: z
-      .looseObject({
-        common: looseObject.nullish(),
-        customizedProtocol: z.looseObject({ protocolName: z.string().min(1), configData: looseObject.nullish() }).optional(),
-      })
-      .optional(),
-    nodeSelector: z
-      .looseObject({
-        nodeSelectorTerms: z.array(
-          z.looseObject({
-            matchExpressions: z.array(z.looseObject({ key: z.string(), operator: z.string(), values: z.array(z.string()).default([]) })).default([]),
+  spec: v.looseObject({
+    deviceModelRef: v.looseObject({ name }),
+    protocol: v.optional(v.looseObject({ common: v.nullish(looseRecord), customizedProtocol: v.optional(customizedProtocol) })),
+    nodeSelector: v.nullish(
+      v.looseObject({
+        nodeSelectorTerms: v.array(
+          v.looseObject({
+            matchExpressions: v.optional(v.array(v.looseObject({ key: v.string(), operator: v.string(), values: v.optional(v.array(v.string()), []) })), []),
           }),
         ),
-      })
-      .nullish(),
-    propertyVisitors: z.array(alpha2Visitor).default([]),
+      }),
+    ),
+    propertyVisitors: v.optional(v.array(alpha2Visitor), []),
   }),
   status: statusTwins,
 });
 
 // ---- v1beta1 ----
 
-export const deviceModelV1beta1 = z.looseObject({
-  apiVersion: z.literal('devices.kubeedge.io/v1beta1'),
-  kind: z.literal('DeviceModel'),
+export const deviceModelV1beta1 = v.looseObject({
+  apiVersion: v.literal('devices.kubeedge.io/v1beta1'),
+  kind: v.literal('DeviceModel'),
   metadata,
-  spec: z.looseObject({
-    protocol: z.string().optional(),
-    properties: z
-      .array(
-        z.looseObject({
-          name: z.string().min(1),
-          description: z.string().optional(),
-          type: z
-            .string()
-            .transform((t) => t.toLowerCase())
-            .pipe(z.enum(['int', 'float', 'double', 'string', 'boolean', 'bytes', 'stream'])),
-          accessMode: accessMode.default('ReadWrite'),
-          maximum: number.optional(),
-          minimum: number.optional(),
-          unit: z.string().optional(),
+  spec: v.looseObject({
+    protocol: v.optional(v.string()),
+    properties: v.optional(
+      v.array(
+        v.looseObject({
+          name: nonEmpty,
+          description: v.optional(v.string()),
+          type: v.pipe(
+            v.string(),
+            v.transform((t) => t.toLowerCase()),
+            v.picklist(['int', 'float', 'double', 'string', 'boolean', 'bytes', 'stream'], 'must be one of INT, FLOAT, DOUBLE, STRING, BOOLEAN, BYTES, STREAM'),
+          ),
+          accessMode: v.optional(accessMode, 'ReadWrite'),
+          maximum: v.optional(number),
+          minimum: v.optional(number),
+          unit: v.optional(v.string()),
         }),
-      )
-      .default([]),
+      ),
+      [],
+    ),
   }),
 });
 
-export const deviceV1beta1 = z.looseObject({
-  apiVersion: z.literal('devices.kubeedge.io/v1beta1'),
-  kind: z.literal('Device'),
+export const deviceV1beta1 = v.looseObject({
+  apiVersion: v.literal('devices.kubeedge.io/v1beta1'),
+  kind: v.literal('Device'),
   metadata,
-  spec: z.looseObject({
-    deviceModelRef: z.looseObject({ name }),
-    nodeName: z.string().optional(),
-    protocol: z.looseObject({ protocolName: z.string().min(1), configData: looseObject.nullish() }),
-    properties: z
-      .array(
-        z.looseObject({
-          name: z.string().min(1),
-          visitors: z.looseObject({ protocolName: z.string().optional(), configData: looseObject.nullish() }).nullish(),
-          collectCycle: cycle.optional(),
-          reportCycle: cycle.optional(),
-          reportToCloud: z.boolean().default(false),
-          desired: twinValue.nullish(),
+  spec: v.looseObject({
+    deviceModelRef: v.looseObject({ name }),
+    nodeName: v.optional(v.string()),
+    protocol: v.looseObject({ protocolName: nonEmpty, configData: v.nullish(looseRecord) }),
+    properties: v.optional(
+      v.array(
+        v.looseObject({
+          name: nonEmpty,
+          visitors: v.nullish(v.looseObject({ protocolName: v.optional(v.string()), configData: v.nullish(looseRecord) })),
+          collectCycle: v.optional(cycle),
+          reportCycle: v.optional(cycle),
+          reportToCloud: v.optional(v.boolean(), false),
+          desired: v.nullish(twinValue),
         }),
-      )
-      .default([]),
+      ),
+      [],
+    ),
   }),
   status: statusTwins,
 });
 
-export const manifestHeader = z.looseObject({ apiVersion: z.string(), kind: z.string() });
+export const manifestHeader = v.looseObject({ apiVersion: v.string(), kind: v.string() });
 
-export type DeviceModelV1alpha2 = z.infer<typeof deviceModelV1alpha2>;
-export type DeviceV1alpha2 = z.infer<typeof deviceV1alpha2>;
-export type DeviceModelV1beta1 = z.infer<typeof deviceModelV1beta1>;
-export type DeviceV1beta1 = z.infer<typeof deviceV1beta1>;
+export type DeviceModelV1alpha2 = v.InferOutput<typeof deviceModelV1alpha2>;
+export type DeviceV1alpha2 = v.InferOutput<typeof deviceV1alpha2>;
+export type DeviceModelV1beta1 = v.InferOutput<typeof deviceModelV1beta1>;
+export type DeviceV1beta1 = v.InferOutput<typeof deviceV1beta1>;

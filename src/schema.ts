@@ -1,0 +1,28 @@
+/** Parsing external input with one schema at the edge: valibot, with issues as `path: message`. */
+import * as v from 'valibot';
+
+export interface SchemaIssue {
+  /** Dotted field path, `''` for the root. */
+  path: string;
+  message: string;
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; issues: SchemaIssue[] };
+
+export function parseWith<S extends v.GenericSchema>(schema: S, input: unknown): Parsed<v.InferOutput<S>> {
+  const result = v.safeParse(schema, input);
+  if (result.success) return { ok: true, value: result.output };
+  return { ok: false, issues: result.issues.map(describe) };
+}
+
+/** One wording whatever the issue: `expected number, received "abc"`, `required`, `Unrecognized key: "x"`, or the schema's own message. */
+function describe(issue: v.BaseIssue<unknown>): SchemaIssue {
+  const keys = (issue.path ?? []).map((p) => String(p.key));
+  if (issue.type === 'strict_object' && issue.expected === 'never') {
+    return { path: keys.slice(0, -1).join('.'), message: `Unrecognized key: ${issue.received}` };
+  }
+  if (!issue.message.startsWith('Invalid ')) return { path: keys.join('.'), message: issue.message };
+  if (issue.kind === 'schema' && issue.received === 'undefined') return { path: keys.join('.'), message: 'required' };
+  const expected = issue.expected === null ? issue.type : /^[A-Z][a-z]+$/.test(issue.expected) ? issue.expected.toLowerCase() : issue.expected;
+  return { path: keys.join('.'), message: `expected ${expected}, received ${issue.received}` };
+}
