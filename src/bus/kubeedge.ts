@@ -29,8 +29,8 @@ export const topics = {
 
 /** `$hw/events/device/{ns}/{name}/…` → `{ns}/{name}`, the device id inside devicetwin. */
 function deviceIdOf(topic: string): string {
-  const [, , , namespace, name] = topic.split('/');
-  return `${namespace}/${name}`;
+  const nameEnd = topic.indexOf('/', topic.indexOf('/', DEVICE_PREFIX.length) + 1);
+  return topic.slice(DEVICE_PREFIX.length, nameEnd);
 }
 
 /** The device as membership lists it: no twin, empty fields left out (Go's omitempty). */

@@ -81,6 +81,7 @@ export class TwinStore {
   private nextTwinId = 1;
   private waiters: Array<{ committed: () => void; failed: (e: unknown) => void }> = [];
   private scheduled = false;
+  private batch?: Promise<void>;
   private readonly statements;
 
   constructor(
@@ -222,7 +223,9 @@ export class TwinStore {
   /** Resolves when everything queued so far is committed. */
   flushed(): Promise<void> {
     if (!this.scheduled) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ committed: resolve, failed: reject }));
+    // One promise per batch: at thousands of updates a second, a promise each is garbage.
+    this.batch ??= new Promise((resolve, reject) => this.waiters.push({ committed: resolve, failed: reject }));
+    return this.batch;
   }
 
   /** Calls back once everything queued so far is committed, or has failed to be. */
@@ -234,6 +237,7 @@ export class TwinStore {
   /** Commits what is queued now, synchronously. */
   flush(): void {
     this.scheduled = false;
+    this.batch = undefined;
     const writes = this.pending.splice(0);
     const twins = [...this.pendingTwins.values()];
     this.pendingTwins.clear();
