@@ -7,17 +7,22 @@ import { KubeEdgeProtocol } from './bus/kubeedge.js';
 import { ApiServer } from './api/server.js';
 import type { Config } from './config.js';
 import { formatError, loadCatalog, type Catalog } from './devices/load.js';
+import type { Device } from './devices/model.js';
 import type { Logger } from './log.js';
 import { MapperHost } from './mapperhost/host.js';
 import { twinType } from './mapperhost/convert.js';
 import { TwinStore } from './twin/store.js';
 import { Twins } from './twin/twins.js';
+import type { DeviceRecord } from './twin/types.js';
 
 export interface Agent {
   readonly twins: Twins;
   readonly bus: Bus;
   readonly apiPort: number;
+  /** The manifests as last loaded. */
   readonly catalog: Catalog;
+  /** Loads the manifests again and applies the difference, as `membership/updated` announces it. */
+  reload(): void;
   stop(): Promise<void>;
 }
 
@@ -26,8 +31,23 @@ function isManaged(nodeName: string | undefined, node: string): boolean {
   return !nodeName || nodeName === node;
 }
 
-/** Brings the twin in line with the manifests: new devices and twins are created, vanished devices removed. */
-function syncCatalog(twins: Twins, catalog: Catalog, node: string): void {
+function logCatalog(catalog: Catalog, log: Logger): void {
+  for (const error of catalog.errors) log.error({ manifest: error.file, document: error.index, path: error.path }, `invalid manifest: ${formatError(error)}`);
+  for (const note of catalog.notes) log.info({ manifest: note.file, document: note.index }, note.note);
+}
+
+function managedDevices(catalog: Catalog, node: string): Device[] {
+  return [...catalog.devices.values()].filter((d) => isManaged(d.nodeName, node));
+}
+
+/**
+ * Brings the twin in line with the manifests: new devices and twins are created, vanished
+ * devices removed. Returns the devices this node gained and lost.
+ */
+function syncCatalog(twins: Twins, catalog: Catalog, node: string): { added: DeviceRecord[]; removed: DeviceRecord[] } {
+  const before = new Set(twins.list().filter((d) => d.managed).map((d) => d.id));
+  const added: DeviceRecord[] = [];
+  const removed: DeviceRecord[] = [];
   for (const device of catalog.devices.values()) {
     const model = catalog.models.get(device.modelId)!;
     const types = new Map(model.properties.map((p) => [p.name, twinType(p.type)]));
@@ -38,7 +58,7 @@ function syncCatalog(twins: Twins, catalog: Catalog, node: string): void {
         { type: types.get(p.name)!, desired: desired.get(p.name) ?? undefined, reported: device.reported[p.name]?.value },
       ]),
     );
-    twins.upsertDevice({
+    const record = twins.upsertDevice({
       id: device.id,
       namespace: device.namespace,
       name: device.name,
@@ -46,15 +66,21 @@ function syncCatalog(twins: Twins, catalog: Catalog, node: string): void {
       managed: isManaged(device.nodeName, node),
       twins: seeds,
     });
+    if (record.managed && !before.has(record.id)) added.push(record);
+    if (!record.managed && before.has(record.id)) removed.push(record);
   }
-  for (const record of twins.list()) if (!catalog.devices.has(record.id)) twins.removeDevice(record.id);
+  for (const record of twins.list()) {
+    if (catalog.devices.has(record.id)) continue;
+    twins.removeDevice(record.id);
+    if (before.has(record.id)) removed.push(record);
+  }
+  return { added, removed };
 }
 
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const started = performance.now();
-  const catalog = loadCatalog(config.profiles);
-  for (const error of catalog.errors) log.error({ manifest: error.file, document: error.index, path: error.path }, `invalid manifest: ${formatError(error)}`);
-  for (const note of catalog.notes) log.info({ manifest: note.file, document: note.index }, note.note);
+  let catalog = loadCatalog(config.profiles);
+  logCatalog(catalog, log);
 
   const store = new TwinStore(join(config.dataDir, 'twin.db'), config.twin.historySize);
   const twins = new Twins(store, (error) => log.error({ err: error }, 'twin listener failed'));
@@ -72,8 +98,8 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, node: config.node, mqttUrl: bus.url, log });
   const apiPort = await api.start();
 
-  const managed = [...catalog.devices.values()].filter((d) => isManaged(d.nodeName, config.node));
-  const host = new MapperHost(builtinMappers, twins, log);
+  const managed = managedDevices(catalog, config.node);
+  let host = new MapperHost(builtinMappers, twins, log);
   host.start(managed, catalog.models);
 
   log.info(
@@ -88,12 +114,32 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     'agent ready',
   );
 
+  let reloading = Promise.resolve();
+  const reload = async () => {
+    const next = loadCatalog(config.profiles);
+    logCatalog(next, log);
+    await host.stop();
+    catalog = next;
+    const { added, removed } = syncCatalog(twins, catalog, config.node);
+    await twins.flushed();
+    protocol.announceMembership(added, removed);
+    host = new MapperHost(builtinMappers, twins, log);
+    host.start(managedDevices(catalog, config.node), catalog.models);
+    log.info({ added: added.map((d) => d.id), removed: removed.map((d) => d.id) }, 'profiles reloaded');
+  };
+
   return {
     twins,
     bus,
     apiPort,
-    catalog,
+    get catalog() {
+      return catalog;
+    },
+    reload() {
+      reloading = reloading.then(reload).catch((error: unknown) => log.error({ err: error }, 'profile reload failed'));
+    },
     async stop() {
+      await reloading;
       await host.stop();
       await api.stop();
       await bus.close();

@@ -82,6 +82,10 @@ async function start(values: Values): Promise<void> {
       },
     );
   };
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading device profiles');
+    agent.reload();
+  });
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
