@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, envOverrides, resolveConfig, type Config } from '../src/config.js';
 import { tempDir } from './helpers/agent.js';
+import { thrown } from './helpers/errors.js';
 
 // The default node name comes from the host name, made a DNS-1123 name.
 vi.mock('node:os', async (importOriginal) => ({ ...(await importOriginal<typeof import('node:os')>()), hostname: () => 'Edge_Box-01.Local' }));
@@ -20,16 +21,7 @@ function configFile(yaml: string): string {
   return file;
 }
 
-/** The ConfigError `fn` throws. */
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error('expected a ConfigError, nothing was thrown');
-}
+const configError = (fn: () => unknown): ConfigError => thrown(ConfigError, fn);
 
 const DEFAULTS: Config = {
   node: 'edge-box-01.local',

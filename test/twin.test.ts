@@ -13,6 +13,7 @@ import { TwinStore } from '../src/twin/store.js';
 import { Twins, type TwinChange, type TwinUpdate } from '../src/twin/twins.js';
 import { TwinError, twinDocument, type DeviceRecord, type TwinProperty } from '../src/twin/types.js';
 import { tempDir } from './helpers/agent.js';
+import { thrown } from './helpers/errors.js';
 
 const T0 = new Date(2024, 0, 2, 3, 4, 5).getTime(); // local time: last_online reads "2024-01-02 03:04:05"
 const ID = 'default/sensor';
@@ -69,16 +70,7 @@ function snapshot(id = ID): DeviceRecord | undefined {
   return structuredClone(twins.get(id));
 }
 
-/** Runs `fn`, which must throw a TwinError, and returns that error. */
-function twinError(fn: () => unknown): TwinError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof TwinError) return error;
-    throw error;
-  }
-  throw new Error('expected a TwinError, nothing was thrown');
-}
+const twinError = (fn: () => unknown): TwinError => thrown(TwinError, fn);
 
 function readDb<T>(sql: string, ...params: unknown[]): T[] {
   const db = new Database(dbFile, { readonly: true });

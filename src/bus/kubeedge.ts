@@ -3,6 +3,7 @@
  * devicetwin modules speak it: `$hw/events/device/{ns}/{name}/…` and `$hw/events/node/{node}/…`.
  */
 import { randomUUID } from 'node:crypto';
+import type { GenericSchema, InferOutput } from 'valibot';
 import type { Logger } from '../log.js';
 import type { DeviceRecord } from '../twin/types.js';
 import { TwinError, twinDocument } from '../twin/types.js';
@@ -90,65 +91,62 @@ export class KubeEdgeProtocol {
     this.send(topic, { code, reason }, eventId);
   }
 
-  /** Oversized payloads are refused before they are parsed. */
-  private tooLarge(payload: Buffer): string | undefined {
-    if (payload.length <= this.options.maxPayloadBytes) return undefined;
-    return `payload of ${payload.length} bytes exceeds the limit of ${this.options.maxPayloadBytes} bytes`;
+  /** The edge of the protocol: size limit, then schema; a failure is answered on `resultTopic`. */
+  private accept<S extends GenericSchema>(schema: S, topic: string, payload: Buffer, resultTopic: string): InferOutput<S> | undefined {
+    if (payload.length > this.options.maxPayloadBytes) {
+      this.sendError(resultTopic, '', 400, `payload of ${payload.length} bytes exceeds the limit of ${this.options.maxPayloadBytes} bytes`, topic);
+      return undefined;
+    }
+    const request = decode(schema, payload);
+    if (request.ok) return request.value;
+    this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    return undefined;
+  }
+
+  /** Runs a twin change and waits for its commit, so the message is acknowledged only once it is on disk. */
+  private async commit(change: () => void, topic: string, resultTopic: string, eventId: string): Promise<void> {
+    try {
+      change();
+      await this.twins.flushed();
+    } catch (error) {
+      const code = error instanceof TwinError ? error.code : 500;
+      const reason = error instanceof TwinError ? error.message : `Update twin failed: ${(error as Error).message}`;
+      this.sendError(resultTopic, eventId, code, reason, topic);
+    }
   }
 
   private async onTwinUpdate(topic: string, payload: Buffer): Promise<void> {
     const id = deviceIdOf(topic);
     const resultTopic = topics.twinUpdateResult(id);
-    const oversize = this.tooLarge(payload);
-    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
-    const request = decode(twinUpdatePayload, payload);
-    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
-    const eventId = request.value.event_id;
-    try {
-      this.twins.update(id, request.value.twin, 'mqtt', eventId);
-      await this.twins.flushed();
-    } catch (error) {
-      if (error instanceof TwinError) return this.sendError(resultTopic, eventId, error.code, error.message, topic);
-      this.sendError(resultTopic, eventId, 500, `Update twin failed: ${(error as Error).message}`, topic);
-    }
+    const request = this.accept(twinUpdatePayload, topic, payload, resultTopic);
+    if (!request) return;
+    await this.commit(() => this.twins.update(id, request.twin, 'mqtt', request.event_id), topic, resultTopic, request.event_id);
   }
 
   private onTwinGet(topic: string, payload: Buffer): void {
     const id = deviceIdOf(topic);
     const resultTopic = topics.twinGetResult(id);
-    const oversize = this.tooLarge(payload);
-    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
-    const request = decode(twinGetPayload, payload);
-    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    const request = this.accept(twinGetPayload, topic, payload, resultTopic);
+    if (!request) return;
     const device = this.twins.get(id);
-    if (!device) return this.sendError(resultTopic, request.value.event_id, 404, `Device ${id} not found while getting twin`, topic);
-    this.send(resultTopic, { twin: twinDocument(device.twin) }, request.value.event_id);
+    if (!device) return this.sendError(resultTopic, request.event_id, 404, `Device ${id} not found while getting twin`, topic);
+    this.send(resultTopic, { twin: twinDocument(device.twin) }, request.event_id);
   }
 
   private async onStateUpdate(topic: string, payload: Buffer): Promise<void> {
     const id = deviceIdOf(topic);
     const resultTopic = topics.stateUpdateResult(id);
-    const oversize = this.tooLarge(payload);
-    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
-    const request = decode(stateUpdatePayload, payload);
-    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
-    try {
-      this.twins.setState(id, request.value.state, 'mqtt');
-      await this.twins.flushed();
-    } catch (error) {
-      const code = error instanceof TwinError ? error.code : 500;
-      this.sendError(resultTopic, request.value.event_id, code, (error as Error).message, topic);
-    }
+    const request = this.accept(stateUpdatePayload, topic, payload, resultTopic);
+    if (!request) return;
+    await this.commit(() => this.twins.setState(id, request.state, 'mqtt'), topic, resultTopic, request.event_id);
   }
 
   private onMembershipGet(topic: string, payload: Buffer): void {
     const resultTopic = topics.membershipGetResult(this.options.node);
-    const oversize = this.tooLarge(payload);
-    if (oversize) return this.sendError(resultTopic, '', 400, oversize, topic);
-    const request = decode(membershipGetPayload, payload);
-    if (!request.ok) return this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    const request = this.accept(membershipGetPayload, topic, payload, resultTopic);
+    if (!request) return;
     const devices = this.twins.list().filter((d) => d.managed);
-    this.send(resultTopic, { devices: devices.map(membershipDevice) }, request.value.event_id);
+    this.send(resultTopic, { devices: devices.map(membershipDevice) }, request.event_id);
   }
 
   /** EdgeCore's order: result (to the requester), document (when something changed), delta. */

@@ -31,13 +31,15 @@ function seedsFromStatus(status: DeviceV1alpha2['status'] | DeviceV1beta1['statu
   return { names, desired, reported };
 }
 
-export function modelFromV1alpha2(m: DeviceModelV1alpha2): DeviceModel {
+/** What every manifest has: its id `{namespace}/{name}`, namespace `default` when absent. */
+function identity(m: { apiVersion: string; metadata: { name: string; namespace?: string } }) {
   const namespace = m.metadata.namespace || 'default';
+  return { id: deviceId(namespace, m.metadata.name), namespace, name: m.metadata.name, apiVersion: m.apiVersion };
+}
+
+export function modelFromV1alpha2(m: DeviceModelV1alpha2): DeviceModel {
   return {
-    id: deviceId(namespace, m.metadata.name),
-    namespace,
-    name: m.metadata.name,
-    apiVersion: m.apiVersion,
+    ...identity(m),
     properties: m.spec.properties.map((p) => {
       const [type, spec] = Object.entries(p.type).find(([, v]) => v) as [PropertyType, NonNullable<(typeof p.type)['int']>];
       return {
@@ -55,12 +57,8 @@ export function modelFromV1alpha2(m: DeviceModelV1alpha2): DeviceModel {
 }
 
 export function modelFromV1beta1(m: DeviceModelV1beta1): DeviceModel {
-  const namespace = m.metadata.namespace || 'default';
   return {
-    id: deviceId(namespace, m.metadata.name),
-    namespace,
-    name: m.metadata.name,
-    apiVersion: m.apiVersion,
+    ...identity(m),
     protocol: m.spec.protocol,
     properties: m.spec.properties.map((p) => ({
       name: p.name,
@@ -123,10 +121,7 @@ export function deviceFromV1alpha2(d: DeviceV1alpha2): Device {
     };
   });
   return {
-    id: deviceId(namespace, d.metadata.name),
-    namespace,
-    name: d.metadata.name,
-    apiVersion: d.apiVersion,
+    ...identity(d),
     modelId: deviceId(namespace, d.spec.deviceModelRef.name),
     nodeName: alpha2NodeName(d.spec),
     description: labels.description,
@@ -142,10 +137,7 @@ export function deviceFromV1beta1(d: DeviceV1beta1): Device {
   const { reported } = seedsFromStatus(d.status);
   const labels = d.metadata.labels ?? {};
   return {
-    id: deviceId(namespace, d.metadata.name),
-    namespace,
-    name: d.metadata.name,
-    apiVersion: d.apiVersion,
+    ...identity(d),
     modelId: deviceId(namespace, d.spec.deviceModelRef.name),
     nodeName: d.spec.nodeName || undefined,
     description: labels.description,
