@@ -64,7 +64,7 @@ function config(values: Values) {
 }
 
 async function start(values: Values): Promise<void> {
-  const { createLogger } = await import('./log.js');
+  const { createLogger, flushLogs } = await import('./log.js');
   const { startAgent } = await import('./agent.js');
   const cfg = config(values);
   const log = createLogger(cfg.log.level);
@@ -74,13 +74,19 @@ async function start(values: Values): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
-    agent.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        log.error({ err: error }, 'stop failed');
-        process.exit(1);
-      },
-    );
+    agent
+      .stop()
+      .then(
+        () => 0,
+        (error: unknown) => {
+          log.error({ err: error }, 'stop failed');
+          return 1;
+        },
+      )
+      .then(async (code) => {
+        await flushLogs(log);
+        process.exit(code);
+      });
   };
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'reloading device profiles');
@@ -191,6 +197,12 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (error: unknown) => {
+    const { code, address, port } = error as { code?: string; address?: string; port?: number };
+    if (code === 'EADDRINUSE') {
+      console.error(`edge-agent: ${address}:${port} is already in use: is another broker or agent running? (--mqtt-port, --api-port or --mqtt-url choose others)`);
+      process.exitCode = 2;
+      return;
+    }
     const known = error instanceof UsageError || error instanceof ConfigError || error instanceof ApiClientError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     console.error(`edge-agent: ${(error as Error).message}`);
     if (error instanceof UsageError) console.error('Run `edge-agent help` for usage.');
