@@ -27,5 +27,6 @@ const run = (command, args) => {
   const result = spawnSync(command, args, { stdio: 'inherit' });
   if (result.status !== 0) process.exit(result.status ?? 1);
 };
-run('npx', ['tsc', '-p', 'tsconfig.json']);
+run('npm', ['run', '--silent', 'build']);
+run('npx', ['tsc', '-p', 'tsconfig.test.json']);
 run('npx', ['vitest', 'run', ...process.argv.slice(2)]);
