@@ -16,6 +16,12 @@ export interface BoundProperty {
 
 export interface DeviceConnection {
   read(property: BoundProperty): Promise<PropertyValue>;
+  /**
+   * Reads the properties due in one collect cycle together, for protocols that can serve
+   * several in one request (Modbus registers that lie close together); an Error in the
+   * result is that property's failure. Without it, the host reads one property at a time.
+   */
+  readMany?(properties: BoundProperty[]): Promise<Array<PropertyValue | Error>>;
   write(property: BoundProperty, value: PropertyValue): Promise<void>;
   close(): Promise<void>;
 }

@@ -6,7 +6,7 @@
 import type { Device, DeviceModel } from '../devices/model.js';
 import type { Logger } from '../log.js';
 import type { Twins } from '../twin/twins.js';
-import type { BoundProperty, DeviceConnection, Mapper } from './contract.js';
+import type { BoundProperty, DeviceConnection, Mapper, PropertyValue } from './contract.js';
 import { fromTwinValue, toTwinValue } from './convert.js';
 
 const DEFAULT_CYCLE_MS = 1000;
@@ -133,9 +133,11 @@ export class DeviceRunner {
     let failed = 0;
     const now = Date.now();
     const report: Record<string, string> = {};
-    for (const property of properties) {
+    const values = await this.readGroup(connection, properties);
+    properties.forEach((property, i) => {
       try {
-        const raw = await withTimeout(connection.read(property), READ_TIMEOUT_MS, 'read');
+        const raw = values[i]!;
+        if (raw instanceof Error) throw raw;
         property.value = toTwinValue(raw, property.model.type);
         if (forceReport || now - property.lastReport >= property.reportCycleMs) {
           report[property.name] = property.value;
@@ -149,7 +151,7 @@ export class DeviceRunner {
           this.log.warn({ device: this.device.id, property: property.name, err: (error as Error).message }, 'read failed');
         }
       }
-    }
+    });
     if (properties.length > 0 && failed === properties.length) {
       this.failures++;
       if (this.failures >= FAILURES_BEFORE_OFFLINE) this.setState('offline');
@@ -163,6 +165,22 @@ export class DeviceRunner {
     } catch (error) {
       this.log.warn({ device: this.device.id, err: (error as Error).message }, 'twin rejected reported values');
     }
+  }
+
+  /** One result per property, in order: a value, or the Error that property's read ended in. */
+  private async readGroup(connection: DeviceConnection, properties: Scheduled[]): Promise<Array<PropertyValue | Error>> {
+    if (connection.readMany) {
+      try {
+        return await withTimeout(connection.readMany(properties), READ_TIMEOUT_MS, 'read');
+      } catch (error) {
+        return properties.map(() => error as Error);
+      }
+    }
+    const values: Array<PropertyValue | Error> = [];
+    for (const property of properties) {
+      values.push(await withTimeout(connection.read(property), READ_TIMEOUT_MS, 'read').catch((error: unknown) => error as Error));
+    }
+    return values;
   }
 
   private setState(state: string): void {
