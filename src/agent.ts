@@ -99,7 +99,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const apiPort = await api.start();
 
   const managed = managedDevices(catalog, config.node);
-  let host = new MapperHost(builtinMappers, twins, log);
+  let host = new MapperHost(builtinMappers, twins, log, bus.url);
   host.start(managed, catalog.models);
 
   log.info(
@@ -123,7 +123,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     const { added, removed } = syncCatalog(twins, catalog, config.node);
     await twins.flushed();
     protocol.announceMembership(added, removed);
-    host = new MapperHost(builtinMappers, twins, log);
+    host = new MapperHost(builtinMappers, twins, log, bus.url);
     host.start(managedDevices(catalog, config.node), catalog.models);
     log.info({ added: added.map((d) => d.id), removed: removed.map((d) => d.id) }, 'profiles reloaded');
   };

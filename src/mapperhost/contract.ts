@@ -28,6 +28,8 @@ export interface DeviceConnection {
 
 export interface MapperContext {
   log: Logger;
+  /** The agent's event bus (`mqtt://host:port`), for mappers whose devices speak MQTT. */
+  busUrl: string;
 }
 
 export interface Mapper {

@@ -16,6 +16,7 @@ export class MapperHost {
     mappers: Mapper[],
     private readonly twins: Twins,
     private readonly log: Logger,
+    private readonly busUrl: string,
   ) {
     for (const mapper of mappers) for (const protocol of mapper.protocols) this.byProtocol.set(protocol, mapper);
   }
@@ -30,7 +31,7 @@ export class MapperHost {
         if (this.twins.get(device.id)?.state !== 'unhealthy') this.twins.setState(device.id, 'unhealthy', 'mapper');
         continue;
       }
-      const runner = new DeviceRunner(device, model, mapper, this.twins, this.log);
+      const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.busUrl);
       this.runners.set(device.id, runner);
       runner.start();
     }

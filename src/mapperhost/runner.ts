@@ -48,6 +48,7 @@ export class DeviceRunner {
     private readonly mapper: Mapper,
     private readonly twins: Twins,
     private readonly log: Logger,
+    private readonly busUrl: string,
   ) {
     const modelProperties = new Map(model.properties.map((p) => [p.name, p]));
     for (const property of device.properties) {
@@ -106,7 +107,7 @@ export class DeviceRunner {
   private async connect(): Promise<void> {
     if (this.stopped) return;
     try {
-      this.connection = await this.mapper.connect(this.device, this.model, { log: this.log.child({ device: this.device.id }) });
+      this.connection = await this.mapper.connect(this.device, this.model, { log: this.log.child({ device: this.device.id }), busUrl: this.busUrl });
     } catch (error) {
       const reason = (error as Error).message;
       this.log.warn({ device: this.device.id, protocol: this.device.protocol.name, err: reason, retryMs: this.reconnectMs }, 'device connect failed');
