@@ -1,0 +1,98 @@
+/**
+ * One Modbus line (a TCP endpoint or a serial port), shared by the slaves on it. Requests go
+ * one at a time: RTU is half-duplex, and a modbus-serial client matches one outstanding request.
+ * A lost connection is reopened with backoff on the next request.
+ */
+import type { ModbusRTU as Client } from 'modbus-serial/ModbusRTU.js';
+import { transportKey, type Transport } from './config.js';
+
+/** Loaded on first use, with the native serial port binding it brings: most gateways have no Modbus device. */
+async function createClient(): Promise<Client> {
+  // modbus-serial is CommonJS: at run time its default export is the ModbusRTU class.
+  const ModbusRTU = (await import('modbus-serial')).default as unknown as new () => Client;
+  return new ModbusRTU();
+}
+
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOENT', 'EACCES', 'Port Not Open']);
+
+const EXCEPTIONS: Record<number, string> = {
+  1: 'illegal function',
+  2: 'illegal data address',
+  3: 'illegal data value',
+  4: 'server device failure',
+  5: 'acknowledge',
+  6: 'server device busy',
+  10: 'gateway path unavailable',
+  11: 'gateway target device failed to respond',
+};
+
+export class ModbusError extends Error {}
+
+function describe(error: unknown, slaveId: number): ModbusError {
+  const e = error as { modbusCode?: number; errno?: string; code?: string; message?: string };
+  if (e.modbusCode !== undefined) return new ModbusError(`slave ${slaveId} answered exception ${e.modbusCode} (${EXCEPTIONS[e.modbusCode] ?? 'unknown'})`);
+  if (e.errno === 'ETIMEDOUT') return new ModbusError(`slave ${slaveId} did not answer in time`);
+  return new ModbusError(`slave ${slaveId}: ${e.message ?? String(error)}`);
+}
+
+export class ModbusLine {
+  readonly key: string;
+  private client?: Client;
+  private queue: Promise<unknown> = Promise.resolve();
+  private backoffMs = MIN_BACKOFF_MS;
+  private retryAt = 0;
+
+  constructor(private readonly transport: Transport) {
+    this.key = transportKey(transport);
+  }
+
+  /** Queues a request for `slaveId`; a timeout is retried once before it counts as a failure. */
+  request<T>(slaveId: number, timeoutMs: number, send: (client: Client) => Promise<T>): Promise<T> {
+    const result = this.queue.then(() => this.execute(slaveId, timeoutMs, send, 1));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  close(): void {
+    this.client?.close(() => undefined);
+    this.client = undefined;
+  }
+
+  private async execute<T>(slaveId: number, timeoutMs: number, send: (client: Client) => Promise<T>, retries: number): Promise<T> {
+    const client = await this.open();
+    client.setID(slaveId);
+    client.setTimeout(timeoutMs);
+    try {
+      return await send(client);
+    } catch (error) {
+      const e = error as { errno?: string; code?: string };
+      if (CONNECTION_ERRORS.has(e.errno ?? e.code ?? '') || !client.isOpen) this.close();
+      else if (e.errno === 'ETIMEDOUT' && retries > 0) return this.execute(slaveId, timeoutMs, send, retries - 1);
+      throw describe(error, slaveId);
+    }
+  }
+
+  private async open(): Promise<Client> {
+    if (this.client?.isOpen) return this.client;
+    const wait = this.retryAt - Date.now();
+    if (wait > 0) throw new ModbusError(`${this.key} is not connected; next attempt in ${wait} ms`);
+    const client = await createClient();
+    try {
+      if (this.transport.kind === 'tcp') await client.connectTCP(this.transport.host, { port: this.transport.port });
+      else {
+        const { path, baudRate, dataBits, parity, stopBits } = this.transport;
+        await client.connectRTUBuffered(path, { baudRate, dataBits, parity, stopBits });
+      }
+    } catch (error) {
+      this.retryAt = Date.now() + this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+      throw new ModbusError(`cannot connect to ${this.key}: ${(error as Error).message}`);
+    }
+    this.backoffMs = MIN_BACKOFF_MS;
+    this.retryAt = 0;
+    this.client = client;
+    return client;
+  }
+}
