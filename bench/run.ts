@@ -1,5 +1,6 @@
 /** `npm run bench [-- NAME…]`: runs the named benchmarks, or all, each printing one JSON line. */
 import { footprint } from './footprint.js';
+import { modbusPoll } from './modbus-poll.js';
 import { startup } from './startup.js';
 import { twinIngest } from './twin-ingest.js';
 
@@ -7,6 +8,7 @@ const benchmarks: Record<string, () => Promise<void>> = {
   'twin-ingest': twinIngest,
   footprint,
   startup,
+  'modbus-poll': modbusPoll,
 };
 
 const names = process.argv.slice(2);

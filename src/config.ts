@@ -28,7 +28,7 @@ export const configSchema = v.strictObject({
     () => hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-'),
   ),
   dataDir: v.optional(v.string(), './data'),
-  profiles: v.optional(v.array(v.string()), ['./device-profiles']),
+  profiles: v.optional(v.array(v.string()), ['./device-profiles/demo']),
   mqtt: v.optional(mqttSection, {}),
   api: v.optional(apiSection, {}),
   twin: v.optional(twinSection, {}),

@@ -26,7 +26,7 @@ const configError = (fn: () => unknown): ConfigError => thrown(ConfigError, fn);
 const DEFAULTS: Config = {
   node: 'edge-box-01.local',
   dataDir: './data',
-  profiles: ['./device-profiles'],
+  profiles: ['./device-profiles/demo'],
   mqtt: { host: '127.0.0.1', port: 1883, maxPayloadBytes: 65536 },
   api: { host: '127.0.0.1', port: 9180 },
   twin: { historySize: 100 },

@@ -1,0 +1,115 @@
+/**
+ * modbus-poll: 20 slaves × 20 holding registers on one pymodbus TCP server, read through the
+ * Modbus mapper naively (one request per property) and coalesced (one request per run of
+ * neighbouring registers), in the same run. Figures: register values and Modbus requests per second.
+ */
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { modbusMapper } from '../mappers/modbus/index.js';
+import type { Device, DeviceModel } from '../src/devices/model.js';
+import type { BoundProperty, DeviceConnection } from '../src/mapperhost/contract.js';
+import { createLogger } from '../src/log.js';
+import { report, round } from './lib/report.js';
+
+const SLAVES = 20;
+const REGISTERS = 20;
+const SECONDS = Number(process.env.BENCH_MODBUS_S ?? 5);
+const SERVER = fileURLToPath(new URL('../../test/fixtures/modbus/server.py', import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+const model: DeviceModel = {
+  id: 'default/bench-meter',
+  namespace: 'default',
+  name: 'bench-meter',
+  apiVersion: 'devices.kubeedge.io/v1beta1',
+  properties: Array.from({ length: REGISTERS }, (_, j) => ({ name: `r${j}`, type: 'int' as const, accessMode: 'ReadOnly' as const })),
+};
+
+function device(slave: number, port: number): Device {
+  return {
+    id: `default/slave-${slave}`,
+    namespace: 'default',
+    name: `slave-${slave}`,
+    apiVersion: 'devices.kubeedge.io/v1beta1',
+    modelId: model.id,
+    labels: {},
+    protocol: { name: 'modbus', config: { communicateMode: 'TCP', ip: '127.0.0.1', port, slaveID: slave } },
+    properties: model.properties.map((p, j) => ({
+      name: p.name,
+      visitor: { register: 'HoldingRegister', offset: j, limit: 1, dataType: 'int16' },
+      reportToCloud: false,
+    })),
+    reported: {},
+  };
+}
+
+interface Run {
+  values: number;
+  requests: number;
+  seconds: number;
+}
+
+async function poll(connections: DeviceConnection[], properties: BoundProperty[], coalesced: boolean): Promise<Run> {
+  let values = 0;
+  let requests = 0;
+  const started = performance.now();
+  const deadline = started + SECONDS * 1000;
+  while (performance.now() < deadline) {
+    for (const connection of connections) {
+      if (coalesced) {
+        const results = await connection.readMany!(properties);
+        values += results.filter((r) => !(r instanceof Error)).length;
+        requests += 1;
+      } else {
+        for (const property of properties) {
+          await connection.read(property);
+          values += 1;
+          requests += 1;
+        }
+      }
+    }
+  }
+  return { values, requests, seconds: (performance.now() - started) / 1000 };
+}
+
+export async function modbusPoll(): Promise<void> {
+  const port = await freePort();
+  const slaves = Object.fromEntries(Array.from({ length: SLAVES }, (_, s) => [String(s + 1), { hr: { '0': Array.from({ length: REGISTERS }, (_, j) => j) } }]));
+  const server = spawn('/usr/bin/python3', [SERVER, 'tcp', '--port', String(port), JSON.stringify({ slaves })], { stdio: ['pipe', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve) => createInterface({ input: server.stdout! }).once('line', () => resolve()));
+    const log = createLogger('warn');
+    const connections = await Promise.all(
+      Array.from({ length: SLAVES }, (_, s) => modbusMapper.connect(device(s + 1, port), model, { log, busUrl: '' })),
+    );
+    const properties: BoundProperty[] = device(1, port).properties.map((p, j) => ({ name: p.name, visitor: p.visitor, model: model.properties[j]! }));
+    const check = await connections[SLAVES - 1]!.readMany!(properties);
+    const verified = check.every((value, j) => value === j);
+    const naive = await poll(connections, properties, false);
+    const coalesced = await poll(connections, properties, true);
+    await Promise.all(connections.map((c) => c.close()));
+    report('modbus-poll', {
+      slaves: SLAVES,
+      registers_per_slave: REGISTERS,
+      naive_requests_per_s: Math.round(naive.requests / naive.seconds),
+      naive_values_per_s: Math.round(naive.values / naive.seconds),
+      requests_per_s: Math.round(coalesced.requests / coalesced.seconds),
+      values_per_s: Math.round(coalesced.values / coalesced.seconds),
+      request_reduction: round(naive.requests / naive.values / (coalesced.requests / coalesced.values), 1),
+      speedup_vs_naive: round(coalesced.values / coalesced.seconds / (naive.values / naive.seconds), 1),
+      values_verified: verified,
+    });
+  } finally {
+    server.kill('SIGTERM');
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * One mqtt client per broker (URL and credentials), shared by the devices on it, with one
+ * subscription per topic however many properties and devices listen to it. A client lives as
+ * long as one device uses it; mqtt.js reconnects it and renews its subscriptions.
+ */
+import type { IClientOptions, MqttClient } from 'mqtt';
+import type { Logger } from '../../src/log.js';
+import type { ProtocolConfig } from './config.js';
+
+const CONNECT_TIMEOUT_MS = 5000;
+const RECONNECT_MS = 5000;
+
+export type Listener = (payload: Buffer) => void;
+
+export interface Broker {
+  readonly url: string;
+  readonly connected: boolean;
+  subscribe(topic: string, qos: 0 | 1 | 2, listener: Listener): Promise<void>;
+  unsubscribe(topic: string, listener: Listener): void;
+  publish(topic: string, payload: string, options: { qos: 0 | 1 | 2; retain: boolean }): Promise<void>;
+  release(): Promise<void>;
+}
+
+/** The URL without its password, for logs and errors. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
+interface Entry {
+  client: Promise<MqttClient>;
+  users: number;
+  topics: Map<string, Set<Listener>>;
+}
+
+const entries = new Map<string, Entry>();
+
+async function open(url: string, config: ProtocolConfig, log: Logger, topics: Map<string, Set<Listener>>): Promise<MqttClient> {
+  const { connect } = await import('mqtt');
+  const options: IClientOptions = { reconnectPeriod: RECONNECT_MS, connectTimeout: CONNECT_TIMEOUT_MS };
+  if (config.username !== undefined) options.username = config.username;
+  if (config.password !== undefined) options.password = config.password;
+  if (config.clientId !== undefined) options.clientId = config.clientId;
+  const client = connect(url, options);
+  const shown = redact(url);
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      client.off('connect', ok);
+      client.end(true);
+      reject(new Error(`cannot connect to mqtt broker ${shown}: ${error.message}`));
+    };
+    const timer = setTimeout(() => fail(new Error(`no CONNACK within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    const ok = () => {
+      clearTimeout(timer);
+      client.off('error', fail);
+      resolve();
+    };
+    client.once('connect', ok);
+    client.once('error', fail);
+  });
+  // Logged once per transition, not once per reconnect attempt.
+  let up = true;
+  client.on('error', (error) => log.debug({ broker: shown, err: error.message }, 'mqtt broker error'));
+  client.on('offline', () => {
+    if (up) log.warn({ broker: shown }, 'mqtt broker connection lost; reconnecting');
+    up = false;
+  });
+  client.on('connect', () => {
+    if (!up) log.info({ broker: shown }, 'mqtt broker connection back');
+    up = true;
+  });
+  client.on('message', (topic, payload) => {
+    for (const listener of topics.get(topic) ?? []) listener(payload);
+  });
+  return client;
+}
+
+export async function acquire(url: string, config: ProtocolConfig, log: Logger): Promise<Broker> {
+  const key = JSON.stringify([url, config.username, config.password, config.clientId]);
+  let entry = entries.get(key);
+  if (!entry) {
+    const topics = new Map<string, Set<Listener>>();
+    const created: Entry = { client: open(url, config, log, topics), users: 0, topics };
+    entries.set(key, created);
+    created.client.catch(() => entries.get(key) === created && entries.delete(key));
+    entry = created;
+  }
+  entry.users++;
+  let client: MqttClient;
+  try {
+    client = await entry.client;
+  } catch (error) {
+    entry.users--;
+    throw error;
+  }
+  const { topics } = entry;
+  const owner = entry;
+  let released = false;
+  return {
+    url: redact(url),
+    get connected() {
+      return client.connected;
+    },
+    async subscribe(topic, qos, listener) {
+      const listeners = topics.get(topic);
+      if (listeners) {
+        listeners.add(listener);
+        return;
+      }
+      topics.set(topic, new Set([listener]));
+      try {
+        const granted = await client.subscribeAsync(topic, { qos });
+        if (granted.some((g) => g.qos === 128)) throw new Error(`mqtt broker ${redact(url)} refused the subscription to ${topic}`);
+      } catch (error) {
+        topics.delete(topic);
+        throw error;
+      }
+    },
+    unsubscribe(topic, listener) {
+      const listeners = topics.get(topic);
+      if (!listeners?.delete(listener) || listeners.size > 0) return;
+      topics.delete(topic);
+      if (client.connected) client.unsubscribeAsync(topic).catch(() => undefined);
+    },
+    async publish(topic, payload, options) {
+      if (!client.connected) throw new Error(`not connected to mqtt broker ${redact(url)}`);
+      await client.publishAsync(topic, payload, options);
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      if (--owner.users > 0) return;
+      if (entries.get(key) === owner) entries.delete(key);
+      await client.endAsync();
+    },
+  };
+}

@@ -1,0 +1,67 @@
+/** The mqtt mapper's configuration (device configData, property visitors) and payload handling. */
+import * as v from 'valibot';
+import type { PropertyValue } from '../../src/mapperhost/contract.js';
+import { parseWith } from '../../src/schema.js';
+
+const nonEmpty = v.pipe(v.string(), v.minLength(1, 'must not be empty'));
+const brokerUrl = v.pipe(nonEmpty, v.regex(/^(mqtts?|wss?|tcp|ssl):\/\/[^/\s]+/, 'expected a broker URL (mqtt://host:port)'));
+/** Topics a device publishes on exactly: wildcards would need one value per matching topic. */
+const stateTopic = v.pipe(nonEmpty, v.regex(/^[^+#]+$/, 'must not contain the wildcards + or #'));
+const jsonPath = v.pipe(nonEmpty, v.regex(/^[^.]+(\.[^.]+)*$/, 'expected a dot path such as ENERGY.Power'));
+const qos = v.picklist([0, 1, 2], 'expected 0, 1 or 2');
+
+export const protocolSchema = v.strictObject({
+  url: v.optional(brokerUrl),
+  username: v.optional(v.string()),
+  password: v.optional(v.string()),
+  clientId: v.optional(nonEmpty),
+});
+
+const visitorFields = {
+  jsonPath: v.optional(jsonPath),
+  commandTopic: v.optional(stateTopic),
+  commandTemplate: v.optional(v.string()),
+  retain: v.optional(v.boolean()),
+  qos: v.optional(qos),
+};
+const readableVisitor = v.strictObject({ stateTopic, ...visitorFields });
+/** A WriteOnly property has nothing to read back, so it needs a commandTopic instead. */
+const writeOnlyVisitor = v.strictObject({ stateTopic: v.optional(stateTopic), ...visitorFields, commandTopic: stateTopic });
+
+export type ProtocolConfig = v.InferOutput<typeof protocolSchema>;
+export type VisitorConfig = v.InferOutput<typeof writeOnlyVisitor> | v.InferOutput<typeof readableVisitor>;
+
+function check<S extends v.GenericSchema>(schema: S, input: unknown, where: string): v.InferOutput<S> {
+  const parsed = parseWith(schema, input);
+  if (parsed.ok) return parsed.value;
+  throw new Error(`${where}: ${parsed.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
+}
+
+export function parseProtocol(config: Record<string, unknown>): ProtocolConfig {
+  return check(protocolSchema, config, 'mqtt protocol configData');
+}
+
+export function parseVisitor(property: string, writeOnly: boolean, visitor: Record<string, unknown>): VisitorConfig {
+  return check(writeOnly ? writeOnlyVisitor : readableVisitor, visitor, `property ${property} visitor configData`);
+}
+
+export class PayloadError extends Error {}
+
+/** The property's value in a payload: the raw text, or the number/string/boolean at `path` in its JSON. */
+export function extract(payload: string, json: unknown, path: string | undefined): PropertyValue {
+  if (path === undefined) {
+    if (payload === '') throw new PayloadError('empty payload');
+    return payload;
+  }
+  let node = json;
+  for (const key of path.split('.')) {
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, key)) throw new PayloadError(`no ${path} in the payload`);
+    node = (node as Record<string, unknown>)[key];
+  }
+  if (typeof node === 'number' || typeof node === 'string' || typeof node === 'boolean') return node;
+  throw new PayloadError(`${path} is ${node === null ? 'null' : Array.isArray(node) ? 'an array' : 'an object'}, not a value`);
+}
+
+export function render(template: string, value: PropertyValue): string {
+  return template.replaceAll('{{value}}', String(value));
+}
