@@ -46,15 +46,19 @@ export class HandlerTable {
     return this.entries.map((e) => e.filter);
   }
 
-  /** Runs the matching handlers; a failing handler is reported, never thrown into the broker. */
-  async dispatch(topic: string, payload: Buffer, onError: (error: unknown, topic: string) => void): Promise<void> {
-    for (const { matches, handler } of this.entries) {
-      if (!matches(topic)) continue;
-      try {
-        await handler(topic, payload);
-      } catch (error) {
-        onError(error, topic);
-      }
+  /**
+   * Runs the handler of the first matching filter (the agent's filters do not overlap); a
+   * failing handler is reported, never thrown into the broker. Not an async function: under
+   * a flood, a suspended frame per message would keep every payload alive until the commit.
+   */
+  dispatch(topic: string, payload: Buffer, onError: (error: unknown, topic: string) => void): Promise<void> {
+    const entry = this.entries.find((e) => e.matches(topic));
+    if (!entry) return Promise.resolve();
+    try {
+      return Promise.resolve(entry.handler(topic, payload)).catch((error: unknown) => onError(error, topic));
+    } catch (error) {
+      onError(error, topic);
+      return Promise.resolve();
     }
   }
 

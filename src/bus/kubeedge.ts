@@ -103,24 +103,28 @@ export class KubeEdgeProtocol {
     return undefined;
   }
 
-  /** Runs a twin change and waits for its commit, so the message is acknowledged only once it is on disk. */
-  private async commit(change: () => void, topic: string, resultTopic: string, eventId: string): Promise<void> {
+  /**
+   * Runs a twin change and waits for its commit, so the message is acknowledged only once it
+   * is on disk. Returns the batch's commit promise rather than awaiting it, so nothing of the
+   * request outlives the synchronous change.
+   */
+  private commit(change: () => void, topic: string, resultTopic: string, eventId: string): Promise<void> | undefined {
     try {
       change();
-      await this.twins.flushed();
     } catch (error) {
       const code = error instanceof TwinError ? error.code : 500;
-      const reason = error instanceof TwinError ? error.message : `Update twin failed: ${(error as Error).message}`;
-      this.sendError(resultTopic, eventId, code, reason, topic);
+      this.sendError(resultTopic, eventId, code, (error as Error).message, topic);
+      return undefined;
     }
+    return this.twins.flushed().catch((error: unknown) => this.sendError(resultTopic, eventId, 500, `Update twin failed: ${(error as Error).message}`, topic));
   }
 
-  private async onTwinUpdate(topic: string, payload: Buffer): Promise<void> {
+  private onTwinUpdate(topic: string, payload: Buffer): Promise<void> | undefined {
     const id = deviceIdOf(topic);
     const resultTopic = topics.twinUpdateResult(id);
     const request = this.accept(twinUpdatePayload, topic, payload, resultTopic);
-    if (!request) return;
-    await this.commit(() => this.twins.update(id, request.twin, 'mqtt', request.event_id), topic, resultTopic, request.event_id);
+    if (!request) return undefined;
+    return this.commit(() => this.twins.update(id, request.twin, 'mqtt', request.event_id), topic, resultTopic, request.event_id);
   }
 
   private onTwinGet(topic: string, payload: Buffer): void {
@@ -133,12 +137,12 @@ export class KubeEdgeProtocol {
     this.send(resultTopic, { twin: twinDocument(device.twin) }, request.event_id);
   }
 
-  private async onStateUpdate(topic: string, payload: Buffer): Promise<void> {
+  private onStateUpdate(topic: string, payload: Buffer): Promise<void> | undefined {
     const id = deviceIdOf(topic);
     const resultTopic = topics.stateUpdateResult(id);
     const request = this.accept(stateUpdatePayload, topic, payload, resultTopic);
-    if (!request) return;
-    await this.commit(() => this.twins.setState(id, request.state, 'mqtt'), topic, resultTopic, request.event_id);
+    if (!request) return undefined;
+    return this.commit(() => this.twins.setState(id, request.state, 'mqtt'), topic, resultTopic, request.event_id);
   }
 
   private onMembershipGet(topic: string, payload: Buffer): void {
