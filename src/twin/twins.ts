@@ -74,6 +74,8 @@ export interface StateChange {
   origin: Origin;
 }
 
+type PendingEvent = { kind: 'changed'; event: TwinChange } | { kind: 'state'; event: StateChange };
+
 interface TwinEvents {
   changed: [TwinChange];
   state: [StateChange];
@@ -136,6 +138,8 @@ export function checkTwinUpdate(update: TwinUpdate): void {
 
 export class Twins extends EventEmitter<TwinEvents> {
   private readonly devices = new Map<string, DeviceRecord>();
+  /** Events of changes not yet committed, in order. */
+  private readonly pending: PendingEvent[] = [];
 
   constructor(
     private readonly store: TwinStore,
@@ -265,7 +269,7 @@ export class Twins extends EventEmitter<TwinEvents> {
       this.store.saveTwin(device.id, key, property, reported);
     }
     const change = new TwinChange(deviceId, origin, eventId, changedKeys, this.delta(deviceId));
-    this.announce(deviceId, () => this.emit('changed', change));
+    this.announce({ kind: 'changed', event: change });
     return change;
   }
 
@@ -304,21 +308,32 @@ export class Twins extends EventEmitter<TwinEvents> {
     device.state = state;
     device.lastOnline = lower === 'online' || lower === 'ok' ? lastOnlineNow() : '';
     this.store.saveDevice(device);
-    this.announce(deviceId, () => this.emit('state', { device, origin }));
+    this.announce({ kind: 'state', event: { device, origin } });
     return device;
   }
 
-  /** Emits once the change is committed; if the commit fails, memory is reloaded from SQLite. */
-  private announce(deviceId: string, emit: () => void): void {
+  /**
+   * Queues an event until its change is committed: one callback per batch, not per change.
+   * If the commit fails, the devices it touched are reloaded from SQLite instead.
+   */
+  private announce(pending: PendingEvent): void {
+    this.pending.push(pending);
+    if (this.pending.length > 1) return;
     this.store.afterCommit(
       () => {
-        try {
-          emit();
-        } catch (error) {
-          this.onListenerError(error);
+        for (const { kind, event } of this.pending.splice(0)) {
+          try {
+            if (kind === 'changed') this.emit('changed', event);
+            else this.emit('state', event);
+          } catch (error) {
+            this.onListenerError(error);
+          }
         }
       },
-      () => this.reload(deviceId),
+      () => {
+        const ids = new Set(this.pending.splice(0).map((p) => (p.kind === 'changed' ? p.event.deviceId : p.event.device.id)));
+        for (const id of ids) this.reload(id);
+      },
     );
   }
 
