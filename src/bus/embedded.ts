@@ -21,7 +21,11 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
   const authorizePublish: AuthorizePublishHandler = (client, packet, callback) => {
     if (!client || !handlers.matches(packet.topic)) return callback(null);
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    handlers.dispatch(packet.topic, payload, onError).then(() => callback(null));
+    const handled = handlers.dispatch(packet.topic, payload, onError);
+    // QoS 0 is never acknowledged, so nothing waits for its commit; holding the packet until
+    // then would only keep a flood of them in memory.
+    if (packet.qos === 0) callback(null);
+    else handled.then(() => callback(null));
   };
   // KubeEdge mappers use client ids longer than MQTT 3.1's 23 characters.
   const broker = await Aedes.createBroker({ authorizePublish, maxClientsIdLength: 256 });
