@@ -47,22 +47,19 @@ export class HandlerTable {
   }
 
   /**
-   * Runs the handler of the first matching filter (the agent's filters do not overlap); a
-   * failing handler is reported, never thrown into the broker. Not an async function: under
-   * a flood, a suspended frame per message would keep every payload alive until the commit.
+   * Runs the handler of the first matching filter (the agent's filters do not overlap), or
+   * returns undefined when none matches; a failing handler is reported, never thrown into the
+   * broker. Not an async function: under a flood, a suspended frame per message would keep
+   * every payload alive until the commit.
    */
-  dispatch(topic: string, payload: Buffer, onError: (error: unknown, topic: string) => void): Promise<void> {
+  dispatch(topic: string, payload: Buffer, onError: (error: unknown, topic: string) => void): Promise<void> | undefined {
     const entry = this.entries.find((e) => e.matches(topic));
-    if (!entry) return Promise.resolve();
+    if (!entry) return undefined;
     try {
       return Promise.resolve(entry.handler(topic, payload)).catch((error: unknown) => onError(error, topic));
     } catch (error) {
       onError(error, topic);
       return Promise.resolve();
     }
-  }
-
-  matches(topic: string): boolean {
-    return this.entries.some((e) => e.matches(topic));
   }
 }

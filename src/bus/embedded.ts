@@ -19,12 +19,12 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
   const handlers = new HandlerTable();
   const onError = (error: unknown, topic: string) => options.log.error({ topic, err: error }, 'bus handler failed');
   const authorizePublish: AuthorizePublishHandler = (client, packet, callback) => {
-    if (!client || !handlers.matches(packet.topic)) return callback(null);
+    if (!client) return callback(null);
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     const handled = handlers.dispatch(packet.topic, payload, onError);
     // QoS 0 is never acknowledged, so nothing waits for its commit; holding the packet until
     // then would only keep a flood of them in memory.
-    if (packet.qos === 0) callback(null);
+    if (!handled || packet.qos === 0) callback(null);
     else handled.then(() => callback(null));
   };
   // KubeEdge mappers use client ids longer than MQTT 3.1's 23 characters.

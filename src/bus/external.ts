@@ -15,7 +15,9 @@ export function connectExternalBus(url: string, clientId: string, log: Logger): 
   const client = mqtt.connect(url, { clientId, clean: false, reconnectPeriod: 1000, manualConnect: true });
   client.handleMessage = (packet, callback) => {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    handlers.dispatch(packet.topic, payload, onError).then(() => callback());
+    const handled = handlers.dispatch(packet.topic, payload, onError);
+    if (handled) handled.then(() => callback());
+    else callback();
   };
   client.on('error', (error) => log.warn({ url, err: error.message }, 'external broker error'));
   client.on('reconnect', () => log.info({ url }, 'reconnecting to external broker'));

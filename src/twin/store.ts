@@ -224,7 +224,7 @@ export class TwinStore {
   flushed(): Promise<void> {
     if (!this.scheduled) return Promise.resolve();
     // One promise per batch: at thousands of updates a second, a promise each is garbage.
-    this.batch ??= new Promise((resolve, reject) => this.waiters.push({ committed: resolve, failed: reject }));
+    this.batch ??= new Promise((resolve, reject) => this.afterCommit(resolve, reject));
     return this.batch;
   }
 
