@@ -4,7 +4,6 @@
  * neighbouring registers), in the same run. Figures: register values and Modbus requests per second.
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { modbusMapper } from '../mappers/modbus/index.js';
@@ -17,15 +16,6 @@ const SLAVES = 20;
 const REGISTERS = 20;
 const SECONDS = Number(process.env.BENCH_MODBUS_S ?? 5);
 const SERVER = fileURLToPath(new URL('../../test/fixtures/modbus/server.py', import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 const model: DeviceModel = {
   id: 'default/bench-meter',
@@ -83,11 +73,11 @@ async function poll(connections: DeviceConnection[], properties: BoundProperty[]
 }
 
 export async function modbusPoll(): Promise<void> {
-  const port = await freePort();
   const slaves = Object.fromEntries(Array.from({ length: SLAVES }, (_, s) => [String(s + 1), { hr: { '0': Array.from({ length: REGISTERS }, (_, j) => j) } }]));
-  const server = spawn('/usr/bin/python3', [SERVER, 'tcp', '--port', String(port), JSON.stringify({ slaves })], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const server = spawn('/usr/bin/python3', [SERVER, 'tcp', '--port', '0', JSON.stringify({ slaves })], { stdio: ['pipe', 'pipe', 'inherit'] });
   try {
-    await new Promise<void>((resolve) => createInterface({ input: server.stdout! }).once('line', () => resolve()));
+    // The server prints `READY <port>` with the port it bound.
+    const port = await new Promise<number>((resolve) => createInterface({ input: server.stdout! }).once('line', (line) => resolve(Number(line.split(' ')[1]))));
     const log = createLogger('warn');
     const connections = await Promise.all(
       Array.from({ length: SLAVES }, (_, s) => modbusMapper.connect(device(s + 1, port), model, { log, busUrl: '' })),

@@ -16,20 +16,31 @@ function toWords(buffer: Buffer, visitor: Visitor): number[] {
   return visitor.isRegisterSwap ? words.reverse() : words;
 }
 
+type NumericType = Exclude<Visitor['dataType'], 'boolean' | 'string'>;
+
+/** Per numeric type: its size, how it is read and written big-endian, and the integer range a write must fit. */
+const NUMERIC: Record<NumericType, { bytes: number; read(b: Buffer): number; write(b: Buffer, n: number): void; range?: [number, number] }> = {
+  int16: { bytes: 2, read: (b) => b.readInt16BE(0), write: (b, n) => b.writeInt16BE(n), range: [-32768, 32767] },
+  uint16: { bytes: 2, read: (b) => b.readUInt16BE(0), write: (b, n) => b.writeUInt16BE(n), range: [0, 65535] },
+  int32: { bytes: 4, read: (b) => b.readInt32BE(0), write: (b, n) => b.writeInt32BE(n), range: [-(2 ** 31), 2 ** 31 - 1] },
+  uint32: { bytes: 4, read: (b) => b.readUInt32BE(0), write: (b, n) => b.writeUInt32BE(n), range: [0, 2 ** 32 - 1] },
+  float32: { bytes: 4, read: (b) => b.readFloatBE(0), write: (b, n) => b.writeFloatBE(n) },
+  float64: { bytes: 8, read: (b) => b.readDoubleBE(0), write: (b, n) => b.writeDoubleBE(n) },
+};
+
+/** Registers a value of the type spans. */
+export function registerCount(type: Visitor['dataType'], stringLimit: number): number {
+  if (type === 'boolean') return 1;
+  if (type === 'string') return stringLimit;
+  return NUMERIC[type].bytes / 2;
+}
+
 /** Decodes the words (or the bit) a visitor points at; numbers are scaled. */
 export function decode(visitor: Visitor, words: number[] | boolean[]): PropertyValue {
   if (visitor.dataType === 'boolean') return typeof words[0] === 'boolean' ? words[0] : words[0] !== 0;
   const buffer = toBuffer(words as number[], visitor);
   if (visitor.dataType === 'string') return buffer.toString('latin1').replace(/\0+$/, '');
-  const raw = {
-    int16: () => buffer.readInt16BE(0),
-    uint16: () => buffer.readUInt16BE(0),
-    int32: () => buffer.readInt32BE(0),
-    uint32: () => buffer.readUInt32BE(0),
-    float32: () => buffer.readFloatBE(0),
-    float64: () => buffer.readDoubleBE(0),
-  }[visitor.dataType]();
-  return raw * visitor.scale;
+  return NUMERIC[visitor.dataType].read(buffer) * visitor.scale;
 }
 
 export class ModbusValueError extends Error {}
@@ -51,31 +62,13 @@ export function encode(visitor: Visitor, value: PropertyValue): number[] | boole
   if ((visitor.min !== undefined && n < visitor.min) || (visitor.max !== undefined && n > visitor.max)) {
     throw new ModbusValueError(`${n} is outside [${visitor.min ?? '-∞'}, ${visitor.max ?? '∞'}]`);
   }
+  const codec = NUMERIC[visitor.dataType];
   const unscaled = n / visitor.scale;
-  const integer = Math.round(unscaled);
-  const buffer = Buffer.alloc(visitor.dataType === 'float64' ? 8 : visitor.dataType.endsWith('32') ? 4 : 2);
-  const ranges: Record<string, [number, number]> = { int16: [-32768, 32767], uint16: [0, 65535], int32: [-(2 ** 31), 2 ** 31 - 1], uint32: [0, 2 ** 32 - 1] };
-  const range = ranges[visitor.dataType];
-  if (range && (integer < range[0] || integer > range[1])) throw new ModbusValueError(`${n} does not fit ${visitor.dataType} at scale ${visitor.scale}`);
-  switch (visitor.dataType) {
-    case 'int16':
-      buffer.writeInt16BE(integer);
-      break;
-    case 'uint16':
-      buffer.writeUInt16BE(integer);
-      break;
-    case 'int32':
-      buffer.writeInt32BE(integer);
-      break;
-    case 'uint32':
-      buffer.writeUInt32BE(integer);
-      break;
-    case 'float32':
-      buffer.writeFloatBE(unscaled);
-      break;
-    case 'float64':
-      buffer.writeDoubleBE(unscaled);
-      break;
+  const written = codec.range ? Math.round(unscaled) : unscaled;
+  if (codec.range && (written < codec.range[0] || written > codec.range[1])) {
+    throw new ModbusValueError(`${n} does not fit ${visitor.dataType} at scale ${visitor.scale}`);
   }
+  const buffer = Buffer.alloc(codec.bytes);
+  codec.write(buffer, written);
   return toWords(buffer, visitor);
 }

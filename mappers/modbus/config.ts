@@ -5,6 +5,7 @@
 import * as v from 'valibot';
 import type { Device, ModelProperty } from '../../src/devices/model.js';
 import { parseWith } from '../../src/schema.js';
+import { registerCount } from './codec.js';
 
 export type RegisterType = 'CoilRegister' | 'DiscreteInputRegister' | 'HoldingRegister' | 'InputRegister';
 export type DataType = 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32' | 'float64' | 'boolean' | 'string';
@@ -35,7 +36,6 @@ export interface Visitor {
 export class ModbusConfigError extends Error {}
 
 const ADDRESS_SPACE = 65536;
-const WORDS: Record<DataType, number> = { int16: 1, uint16: 1, int32: 2, uint32: 2, float32: 2, float64: 4, boolean: 1, string: 1 };
 
 const integer = (min: number, max: number) =>
   v.pipe(
@@ -127,7 +127,7 @@ export function parseVisitor(deviceId: string, property: { name: string; visitor
   const type = raw.dataType ?? defaultDataType(raw.register, property.model, raw.limit);
   const bits = raw.register === 'CoilRegister' || raw.register === 'DiscreteInputRegister';
   if (bits && type !== 'boolean') fail(`device ${deviceId} property ${property.name} visitor`, [{ path: 'dataType', message: `${raw.register} holds bits: only boolean` }]);
-  const limit = bits ? 1 : type === 'string' ? (raw.limit ?? 1) : WORDS[type];
+  const limit = bits ? 1 : registerCount(type, raw.limit ?? 1);
   if (raw.limit !== undefined && !bits && type !== 'string' && raw.limit < limit) {
     fail(`device ${deviceId} property ${property.name} visitor`, [{ path: 'limit', message: `${type} needs ${limit} registers, limit is ${raw.limit}` }]);
   }
