@@ -14,6 +14,7 @@ import { twinType } from './mapperhost/convert.js';
 import { TwinStore } from './twin/store.js';
 import { Twins } from './twin/twins.js';
 import type { DeviceRecord } from './twin/types.js';
+import { Wifi } from './wifi/index.js';
 
 export interface Agent {
   readonly twins: Twins;
@@ -21,6 +22,7 @@ export interface Agent {
   readonly apiPort: number;
   /** The manifests as last loaded. */
   readonly catalog: Catalog;
+  readonly wifi: Wifi;
   /** Loads the manifests again and applies the difference, as `membership/updated` announces it. */
   reload(): void;
   stop(): Promise<void>;
@@ -95,7 +97,13 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   await protocol.start();
   await bus.start();
 
-  const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, node: config.node, mqttUrl: bus.url, log });
+  const wifi = new Wifi(config.wifi, config.node, config.runDir, log);
+  const wifiTopic = `edge-agent/node/${config.node}/wifi`;
+  wifi.on('changed', (report) => {
+    if (bus.wants(wifiTopic)) bus.publish(wifiTopic, JSON.stringify(report));
+  });
+
+  const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, wifi, node: config.node, mqttUrl: bus.url, log });
   const apiPort = await api.start();
 
   const managed = managedDevices(catalog, config.node);
@@ -132,6 +140,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     twins,
     bus,
     apiPort,
+    wifi,
     get catalog() {
       return catalog;
     },
@@ -141,6 +150,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     async stop() {
       await reloading;
       await host.stop();
+      await wifi.stop();
       await api.stop();
       await bus.close();
       await twins.flushed();

@@ -19,6 +19,7 @@ Commands:
   devices                         list the devices of a running agent
   twin get NS/NAME                show a device's twin (desired and reported values)
   twin set NS/NAME PROPERTY VALUE set a desired value
+  wifi                            WiFi identities, their APs and link quality, and the APs in reach
   help                            this text
 
 Client commands take --api URL (default: the local agent) and --json.
@@ -168,6 +169,41 @@ async function twin(values: Values, args: string[]): Promise<void> {
   throw new UsageError(`unknown twin action ${JSON.stringify(action ?? '')} (get or set)`);
 }
 
+interface WifiView {
+  status?: string;
+  error?: string;
+  warning?: string;
+  backend?: string;
+  radio: string;
+  channelCapacity?: number;
+  channels?: number[];
+  identities?: Array<{ name: string; mac: string; status: string; ssid?: string; bssid?: string; channel?: number; signal?: number; txBitrate?: number; score?: number; trusted?: boolean; address?: string; error?: string }>;
+  aps?: Array<{ bssid: string; ssid: string; channel: number; signal: number; security: string; trusted: boolean; score: number; utilization?: number; avoidedUntil?: number }>;
+  lastSwitch?: { from: number[]; to: number[]; ms: number };
+  lastRecoveryMs?: number;
+}
+
+async function wifi(values: Values): Promise<void> {
+  const state = await client(values).request<WifiView>('GET', '/api/v1/wifi');
+  if (values.json) return console.log(JSON.stringify(state, null, 2));
+  if (!state.identities) return console.log(`wifi ${state.status} on ${state.radio}${state.error ? `: ${state.error}` : ''}`);
+  const dash = (value: unknown) => (value === undefined ? '-' : String(value));
+  console.log(`${state.backend} on ${state.radio}: channels ${state.channels!.join(', ') || '-'} (radio can hold ${state.channelCapacity} at once)`);
+  if (state.warning) console.log(`warning: ${state.warning}`);
+  const identities = state.identities.map((i) => [
+    i.name, i.mac || '-', i.status, dash(i.ssid), dash(i.bssid), dash(i.channel), i.signal === undefined ? '-' : `${i.signal} dBm`,
+    i.txBitrate === undefined ? '-' : `${i.txBitrate} Mbit/s`, dash(i.score?.toFixed(1)), i.trusted === undefined ? '-' : i.trusted ? 'yes' : 'no', dash(i.address ?? i.error),
+  ]);
+  console.log(table([['IDENTITY', 'MAC', 'STATUS', 'SSID', 'BSSID', 'CH', 'SIGNAL', 'TX RATE', 'SCORE', 'TRUSTED', 'ADDRESS'], ...identities]));
+  const aps = state.aps!.map((ap) => [
+    ap.ssid, ap.bssid, String(ap.channel), `${ap.signal} dBm`, ap.security, ap.trusted ? 'yes' : 'no',
+    ap.utilization === undefined ? '-' : `${Math.round(ap.utilization * 100)}%`, ap.score.toFixed(1), ap.avoidedUntil ? `avoided ${Math.ceil((ap.avoidedUntil - Date.now()) / 1000)} s` : '',
+  ]);
+  console.log(`\n${table([['AP', 'BSSID', 'CH', 'SIGNAL', 'SECURITY', 'TRUSTED', 'CHANNEL BUSY', 'SCORE', ''], ...aps])}`);
+  if (state.lastSwitch) console.log(`\nlast channel switch: ${state.lastSwitch.from.join(',')} -> ${state.lastSwitch.to.join(',')} in ${state.lastSwitch.ms} ms`);
+  if (state.lastRecoveryMs !== undefined) console.log(`last recovery after losing an AP: ${state.lastRecoveryMs} ms`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   const [command, ...rest] = positionals;
@@ -186,6 +222,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'twin':
       await twin(values, rest);
+      return 0;
+    case 'wifi':
+      await wifi(values);
       return 0;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);

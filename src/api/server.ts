@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { parseWith } from '../schema.js';
 import type { Twins } from '../twin/twins.js';
 import { TwinError, toMsgTwin, type DeviceRecord, type MsgTwin } from '../twin/types.js';
+import type { Wifi } from '../wifi/index.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -27,6 +28,7 @@ export interface ApiOptions {
   host: string;
   port: number;
   twins: Twins;
+  wifi: Wifi;
   node: string;
   mqttUrl: string;
   log: Logger;
@@ -125,6 +127,7 @@ export class ApiServer {
     const route = `${method} /${parts.slice(0, 2).join('/')}`;
 
     if (method === 'GET' && url.pathname === '/healthz') return { status: 'ok', node: this.options.node, mqtt: this.options.mqttUrl };
+    if (method === 'GET' && url.pathname === '/api/v1/wifi') return this.options.wifi.state();
     if (route !== `${method} /api/v1` || parts[2] !== 'devices') throw new HttpError(404, `no route for ${method} ${url.pathname}`);
 
     const [, , , namespace, name, sub, side, extra] = parts;

@@ -1,7 +1,7 @@
 /**
  * A small VM for tests that need kernel features this machine's kernel lacks (WiFi, Bluetooth):
  * Debian's kernel under QEMU (TCG), the host's root shared read-only over 9p, a busybox
- * initramfs that chroots into it and runs one shell script. The script's output comes back
+ * initramfs that switches root to it and runs one shell script. The script's output comes back
  * through the serial console, its exit code and any result files through a writable share.
  */
 import { spawn, execFileSync } from 'node:child_process';
@@ -34,11 +34,8 @@ mount -t tmpfs shm /mnt/dev/shm
 mount -t debugfs debugfs /mnt/sys/kernel/debug 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L io ${'/mnt' + GUEST_IO_DIR}
 hostname edge-vm
-chroot /mnt /bin/sh -c 'ip link set lo up; cd ${GUEST_IO_DIR}; exec /bin/sh ${GUEST_IO_DIR}/run.sh'
-echo $? > ${'/mnt' + GUEST_IO_DIR}/exit-code
-sync
-echo o > /proc/sysrq-trigger
-sleep 10
+# switch_root, not chroot: the kernel's own helpers (modprobe for crypto, firmware) must find the host's tools.
+exec switch_root /mnt /bin/sh -c 'ip link set lo up; cd ${GUEST_IO_DIR}; /bin/sh ${GUEST_IO_DIR}/run.sh; echo $? > ${GUEST_IO_DIR}/exit-code; sync; echo o > /proc/sysrq-trigger; sleep 10'
 `;
 
 export interface VmResult {

@@ -1,0 +1,146 @@
+/**
+ * Where NetworkManager owns the WiFi interface, the agent leaves it in charge and uses node-wifi
+ * (nmcli underneath) to scan and to connect one network: NetworkManager runs one station per
+ * interface, so multiple identities need the wpa_supplicant backend.
+ */
+import { execFile } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { promisify } from 'node:util';
+import type { Logger } from '../log.js';
+import type { NetworkConfig, WifiConfig } from './config.js';
+import { airtimeScore } from './scoring.js';
+import { channelOf } from './station.js';
+import type { ApState, WifiState } from './state.js';
+
+const exec = promisify(execFile);
+
+/** True when nmcli runs and lists `ifname` as a device it manages. */
+export async function networkManagerOwns(ifname: string): Promise<boolean> {
+  try {
+    const { stdout } = await exec('nmcli', ['-t', '-f', 'DEVICE,STATE', 'device', 'status'], { timeout: 5000 });
+    return stdout.split('\n').some((line) => {
+      const [device, state] = line.split(':');
+      return device === ifname && state !== 'unmanaged' && state !== 'unavailable';
+    });
+  } catch {
+    return false;
+  }
+}
+
+interface NodeWifi {
+  init(options: { iface: string | null }): void;
+  scan(): Promise<Array<{ ssid: string; bssid: string; channel: number; frequency: number; signal_level: number; security: string }>>;
+  connect(options: { ssid: string; password?: string }): Promise<void>;
+  getCurrentConnections(): Promise<Array<{ ssid: string; bssid: string; frequency: number; signal_level: number }>>;
+}
+
+export class NetworkManagerWifi extends EventEmitter<{ changed: [WifiState] }> {
+  private aps: ApState[] = [];
+  private identity: WifiState['identities'][number];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private readonly warning: string | undefined;
+
+  private constructor(
+    private readonly wifi: NodeWifi,
+    private readonly config: WifiConfig,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.identity = { name: config.radio, mac: '', status: 'idle' };
+    if (config.identities > 1) {
+      this.warning = `NetworkManager manages ${config.radio} and runs one identity there; ${config.identities} identities need the wpa_supplicant backend (nmcli device set ${config.radio} managed no, then wifi.backend: wpa_supplicant)`;
+      log.warn(this.warning);
+    }
+  }
+
+  static async start(config: WifiConfig, log: Logger): Promise<NetworkManagerWifi> {
+    const wifi = ((await import('node-wifi')) as unknown as { default: NodeWifi }).default;
+    wifi.init({ iface: config.radio });
+    const manager = new NetworkManagerWifi(wifi, config, log);
+    manager.loop();
+    return manager;
+  }
+
+  private loop(): void {
+    this.running = this.round()
+      .catch((error: unknown) => {
+        this.identity = { ...this.identity, status: 'failed', error: (error as Error).message };
+        this.log.warn({ err: (error as Error).message }, 'wifi round failed (NetworkManager)');
+      })
+      .then(() => {
+        this.emit('changed', this.state());
+        this.timer = setTimeout(() => this.loop(), this.config.scanIntervalMs);
+      });
+  }
+
+  private networkOf(ssid: string): NetworkConfig | undefined {
+    return this.config.networks.find((n) => n.ssid === ssid);
+  }
+
+  private async round(): Promise<void> {
+    const seen = await this.wifi.scan();
+    this.aps = seen
+      .filter((ap) => this.networkOf(ap.ssid))
+      .map((ap) => {
+        const network = this.networkOf(ap.ssid)!;
+        return {
+          bssid: ap.bssid.toLowerCase(),
+          ssid: ap.ssid,
+          channel: ap.channel || channelOf(ap.frequency),
+          frequency: ap.frequency,
+          signal: ap.signal_level,
+          security: ap.security,
+          trusted: network.trusted ?? network.passphrase !== undefined,
+          score: airtimeScore({ signal: ap.signal_level }),
+        };
+      })
+      .sort((a, b) => b.score - a.score);
+    const [current] = await this.wifi.getCurrentConnections();
+    const best = this.aps[0];
+    const currentScore = current ? airtimeScore({ signal: current.signal_level }) : 0;
+    if (best && (!current || (best.ssid !== current.ssid && best.score > currentScore * (1 + this.config.hysteresis)))) {
+      this.identity = { ...this.identity, status: 'connecting' };
+      await this.wifi.connect({ ssid: best.ssid, password: this.networkOf(best.ssid)!.passphrase });
+      this.log.info({ ssid: best.ssid }, 'wifi connected through NetworkManager');
+    }
+    const [now] = await this.wifi.getCurrentConnections();
+    this.identity = now
+      ? {
+          name: this.config.radio,
+          mac: '',
+          status: 'connected',
+          ssid: now.ssid,
+          bssid: now.bssid.toLowerCase(),
+          frequency: now.frequency,
+          channel: channelOf(now.frequency),
+          signal: now.signal_level,
+          score: airtimeScore({ signal: now.signal_level }),
+          trusted: this.networkOf(now.ssid)?.trusted ?? this.networkOf(now.ssid)?.passphrase !== undefined,
+        }
+      : { name: this.config.radio, mac: '', status: 'idle' };
+  }
+
+  /** No address of our own to bind to: NetworkManager's routes decide, for every kind of traffic. */
+  sourceAddress(): string | undefined {
+    return undefined;
+  }
+
+  state(): WifiState {
+    return {
+      backend: 'networkmanager',
+      radio: this.config.radio,
+      channelCapacity: 1,
+      channels: this.identity.channel ? [this.identity.channel] : [],
+      identities: [this.identity],
+      aps: this.aps,
+      ...(this.warning ? { warning: this.warning } : {}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    await this.running;
+    clearTimeout(this.timer);
+  }
+}
