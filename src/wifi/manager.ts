@@ -235,7 +235,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
     identity.status = 'connecting';
     identity.error = undefined;
     try {
-      await identity.station.connect({ ssid: ap.network.ssid, bssid, passphrase: ap.network.passphrase }, this.config.connectTimeoutMs);
+      await identity.station.connect({ ssid: ap.network.ssid, bssid, frequency: ap.entry.frequency, passphrase: ap.network.passphrase }, this.config.connectTimeoutMs);
     } catch (error) {
       identity.status = 'failed';
       identity.error = (error as Error).message;

@@ -25,6 +25,8 @@ export interface LinkPoll {
 export interface Target {
   ssid: string;
   bssid: string;
+  /** Where the AP was heard: scanning only there makes association take a fraction of a second. */
+  frequency?: number;
   /** A WPA passphrase; absent for open networks. */
   passphrase?: string;
 }
@@ -147,6 +149,7 @@ export class Station extends EventEmitter<StationEvents> {
     const set = (name: string, value: string) => this.ctrl.command(`SET_NETWORK ${id} ${name} ${value}`);
     await set('ssid', Buffer.from(target.ssid).toString('hex'));
     await set('bssid', target.bssid);
+    if (target.frequency) await set('scan_freq', String(target.frequency));
     if (target.passphrase !== undefined) {
       await set('key_mgmt', 'WPA-PSK');
       await set('psk', pskOf(target.ssid, target.passphrase));

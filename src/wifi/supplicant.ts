@@ -4,7 +4,7 @@
  * control socket of its own. The agent starts the daemon, or uses one already running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { WpaCtrl, WpaCtrlError } from './wpa-ctrl.js';
@@ -31,6 +31,8 @@ export class Supplicant {
     private readonly global: WpaCtrl,
     private readonly ctrlDir: string,
     private readonly clientDir: string,
+    /** Settings every identity shares: no P2P, which would add a p2p-dev interface per identity. */
+    private readonly baseConfig: string,
     private readonly child: ChildProcess | undefined,
     private readonly log: Logger,
   ) {}
@@ -67,7 +69,9 @@ export class Supplicant {
       child?.kill();
       throw error;
     }
-    return new Supplicant(global, ctrlDir, clientDir, child, log);
+    const baseConfig = join(options.runDir, 'wpa-identity.conf');
+    writeFileSync(baseConfig, 'p2p_disabled=1\n', { mode: 0o600 });
+    return new Supplicant(global, ctrlDir, clientDir, baseConfig, child, log);
   }
 
   /** Puts `ifname` under wpa_supplicant's control and returns a control connection to it, attached to its events. */
@@ -75,7 +79,7 @@ export class Supplicant {
     const known = (await this.global.command('INTERFACES')).split('\n').map((line) => line.trim());
     if (!known.includes(ifname)) {
       // <ifname>TAB<confname>TAB<driver>TAB<ctrl_interface>TAB<driver_param>TAB<bridge_name>
-      await this.global.command(['INTERFACE_ADD ' + ifname, '', 'nl80211', this.ctrlDir, '', ''].join('\t'), 10_000);
+      await this.global.command(['INTERFACE_ADD ' + ifname, this.baseConfig, 'nl80211', this.ctrlDir, '', ''].join('\t'), 10_000);
     }
     const ctrl = new WpaCtrl(join(this.ctrlDir, ifname), this.clientDir);
     try {
