@@ -3,12 +3,14 @@ import { footprint } from './footprint.js';
 import { modbusPoll } from './modbus-poll.js';
 import { startup } from './startup.js';
 import { twinIngest } from './twin-ingest.js';
+import { wifi } from './wifi/index.js';
 
 const benchmarks: Record<string, () => Promise<void>> = {
   'twin-ingest': twinIngest,
   footprint,
   startup,
   'modbus-poll': modbusPoll,
+  wifi,
 };
 
 const names = process.argv.slice(2);

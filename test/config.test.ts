@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, envOverrides, resolveConfig, type Config } from '../src/config.js';
 import { tempDir } from './helpers/agent.js';
 import { thrown } from './helpers/errors.js';
+import { wifiConfig } from '../src/wifi/config.js';
 
 // The default node name comes from the host name, made a DNS-1123 name.
 vi.mock('node:os', async (importOriginal) => ({ ...(await importOriginal<typeof import('node:os')>()), hostname: () => 'Edge_Box-01.Local' }));
@@ -31,6 +32,8 @@ const DEFAULTS: Config = {
   api: { host: '127.0.0.1', port: 9180 },
   twin: { historySize: 100 },
   log: { level: 'info' },
+  wifi: wifiConfig({}),
+  runDir: process.getuid?.() === 0 ? '/run/edge-agent' : `/tmp/edge-agent-${process.getuid?.()}`,
 };
 
 beforeAll(() => {
@@ -80,6 +83,8 @@ log:
       api: { host: '0.0.0.0', port: 9180 },
       twin: { historySize: 10 },
       log: { level: 'debug' },
+      wifi: DEFAULTS.wifi,
+      runDir: DEFAULTS.runDir,
     });
   });
 });

@@ -48,13 +48,14 @@ export function plan({ identities, candidates, current, channels, hysteresis }: 
   const ranked = [...candidates].sort((a, b) => weight(b) - weight(a) || a.bssid.localeCompare(b.bssid));
   const allChannels = [...new Set(ranked.map((c) => c.channel))];
 
+  // A set with a trusted AP beats any set without one: sensitive traffic needs somewhere to go.
   let best: Candidate[] = [];
-  let bestTotal = -1;
+  let bestRank = [-1, -1];
   for (let size = 1; size <= Math.min(channels, allChannels.length); size++) {
     for (const set of combinations(allChannels, size)) {
       const chosen = pick(ranked, new Set(set), identities.length);
-      const total = chosen.reduce((sum, c) => sum + weight(c), 0);
-      if (total > bestTotal) [best, bestTotal] = [chosen, total];
+      const rank = [chosen.some((c) => c.trusted) ? 1 : 0, chosen.reduce((sum, c) => sum + weight(c), 0)];
+      if (rank[0]! > bestRank[0]! || (rank[0] === bestRank[0] && rank[1]! > bestRank[1]!)) [best, bestRank] = [chosen, rank];
     }
   }
 
