@@ -8,7 +8,8 @@ import { runInVm } from './vm/vm.js';
 import type { IdentityState, WifiState } from '../src/wifi/state.js';
 import { ROOT } from './helpers/agent.js';
 
-const VM_TIMEOUT_MS = 240_000;
+// Generous: under TCG, with the rest of the suite sharing two cores, a scenario can take minutes.
+const VM_TIMEOUT_MS = 480_000;
 
 async function scenario(name: string): Promise<Record<string, unknown>> {
   const run = await runInVm(`cd ${ROOT} && node dist/test/vm/scenarios/${name}.js`, { timeoutMs: VM_TIMEOUT_MS });

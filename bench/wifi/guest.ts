@@ -15,7 +15,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const IDENTITIES = 2;
 
 async function until(manager: WpaWifiManager, test: (state: WifiState) => boolean): Promise<WifiState> {
-  for (let deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(20)) {
+  for (let deadline = Date.now() + 180_000; Date.now() < deadline; await sleep(20)) {
     const state = manager.state();
     if (test(state)) return state;
   }

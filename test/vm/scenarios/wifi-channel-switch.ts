@@ -17,7 +17,7 @@ setTimeout(() => {
   result.error = 'scenario timed out';
   writeResult('wifi-channel-switch', result);
   process.exit(1);
-}, 150_000).unref();
+}, 420_000).unref();
 
 const testbed = new WifiTestbed({ apRadios: 4, channels: 1 });
 let agent: Awaited<ReturnType<typeof spawnAgent>> | undefined;
