@@ -12,7 +12,7 @@ import { ROOT } from './helpers/agent.js';
 const VM_TIMEOUT_MS = 480_000;
 
 async function scenario(name: string): Promise<Record<string, unknown>> {
-  const run = await runInVm(`cd ${ROOT} && node dist/test/vm/scenarios/${name}.js`, { timeoutMs: VM_TIMEOUT_MS });
+  const run = await runInVm(`cd ${ROOT} && node dist/test/vm/scenarios/${name}.js`, { timeoutMs: VM_TIMEOUT_MS, shares: [ROOT] });
   const file = run.file(`${name}.json`);
   if (!file) throw new Error(`scenario ${name} wrote no result (exit ${run.exitCode}):\n${run.output.slice(-3000)}`);
   const result = JSON.parse(file) as Record<string, unknown>;

@@ -10,7 +10,7 @@ import { report, round } from '../lib/report.js';
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 export async function wifi(): Promise<void> {
-  const run = await runInVm(`cd ${ROOT} && node dist/bench/wifi/guest.js`, { timeoutMs: 300_000 });
+  const run = await runInVm(`cd ${ROOT} && node dist/bench/wifi/guest.js`, { timeoutMs: 300_000, shares: [ROOT] });
   const file = run.file('bench-wifi.json');
   const result = file ? (JSON.parse(file) as Record<string, number | string>) : { error: `no result (exit ${run.exitCode})` };
   if (result.error) throw new Error(`wifi bench failed: ${result.error}\n${run.output.slice(-3000)}`);

@@ -33,6 +33,7 @@ mount -t devpts devpts /mnt/dev/pts
 mount -t tmpfs shm /mnt/dev/shm
 mount -t debugfs debugfs /mnt/sys/kernel/debug 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L io ${'/mnt' + GUEST_IO_DIR}
+. ${'/mnt' + GUEST_IO_DIR}/mounts.sh
 hostname edge-vm
 # switch_root, not chroot: the kernel's own helpers (modprobe for crypto, firmware) must find the host's tools.
 exec switch_root /mnt /bin/sh -c 'ip link set lo up; cd ${GUEST_IO_DIR}; /bin/sh ${GUEST_IO_DIR}/run.sh; echo $? > ${GUEST_IO_DIR}/exit-code; sync; echo o > /proc/sysrq-trigger; sleep 10'
@@ -51,6 +52,11 @@ export interface VmOptions {
   memoryMb?: number;
   timeoutMs?: number;
   env?: Record<string, string>;
+  /**
+   * Host directories to show at the same path inside (read-only). Needed for anything under
+   * /tmp or /run, which the guest covers with its own tmpfs; harmless elsewhere.
+   */
+  shares?: string[];
   /** Called with each console line as it arrives (for logs of long scenarios). */
   onLine?: (line: string) => void;
 }
@@ -110,12 +116,16 @@ export async function runInVm(script: string, options: VmOptions = {}): Promise<
   const env = { VM_IO: GUEST_IO_DIR, HOME: '/tmp', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...options.env };
   const exports = Object.entries(env).map(([name, value]) => `export ${name}=${shellQuote(value)}`);
   writeFileSync(join(io, 'run.sh'), `${exports.join('\n')}\n${script}\n`);
+  const shares = options.shares ?? [];
+  const mounts = shares.map((dir, index) => `mkdir -p /mnt${shellQuote(dir)}; mount -t 9p -o trans=virtio,version=9p2000.L,ro share${index} /mnt${shellQuote(dir)}`);
+  writeFileSync(join(io, 'mounts.sh'), `${mounts.join('\n')}\n`);
   const args = [
     '-accel', 'tcg', '-m', String(options.memoryMb ?? 1024), '-smp', '2', '-display', 'none', '-no-reboot', '-nodefaults', '-serial', 'stdio',
     '-kernel', kernel.image, '-initrd', initramfs,
     '-append', 'console=ttyS0 panic=-1 rdinit=/init loglevel=3',
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${io},mount_tag=io,security_model=none`,
+    ...shares.flatMap((dir, index) => ['-virtfs', `local,path=${dir},mount_tag=share${index},security_model=none,readonly=on,multidevs=remap`]),
   ];
   const started = performance.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
