@@ -7,20 +7,13 @@ import { writeFileSync } from 'node:fs';
 import { createLogger } from '../../src/log.js';
 import { wifiConfig } from '../../src/wifi/config.js';
 import { WpaWifiManager } from '../../src/wifi/manager.js';
-import type { WifiState } from '../../src/wifi/state.js';
-import { WifiTestbed, writeResult } from '../../test/vm/wifi-testbed.js';
+import { waitForWifi, WifiTestbed, writeResult } from '../../test/vm/wifi-testbed.js';
 import { median } from '../lib/report.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const IDENTITIES = 2;
-
-async function until(manager: WpaWifiManager, test: (state: WifiState) => boolean): Promise<WifiState> {
-  for (let deadline = Date.now() + 180_000; Date.now() < deadline; await sleep(20)) {
-    const state = manager.state();
-    if (test(state)) return state;
-  }
-  throw new Error(`timed out: ${JSON.stringify(manager.state())}`);
-}
+/** Timings are read by polling: poll often. */
+const POLL = { intervalMs: 20 };
 
 /** One interface, one network, wpa_supplicant as a distribution runs it: start to COMPLETED. */
 async function plainAssociation(ifname: string, ssid: string): Promise<number> {
@@ -71,18 +64,18 @@ try {
     '/run/edge-agent',
     createLogger('warn'),
   );
-  const associated = await until(manager, (s) => s.identities.every((i) => i.status === 'connected'));
+  const associated = await waitForWifi(manager, 'the identities associated', (s) => s.identities.every((i) => i.status === 'connected'), POLL);
   result.associate_ms = performance.now() - started;
   result.identities_associated = associated.identities.length;
 
   for (const [index, ssid] of ['quietA', 'quietB', 'quietC'].entries()) await testbed.startAp({ ssid, channel: 6, subnet: 3 + index, utilization: 10 });
-  const switched = await until(manager, (s) => s.lastSwitch !== undefined && s.identities.every((i) => i.status === 'connected' && i.channel === 6));
+  const switched = await waitForWifi(manager, 'the switch to channel 6', (s) => s.lastSwitch !== undefined && s.identities.every((i) => i.status === 'connected' && i.channel === 6), POLL);
   result.switch_ms = switched.lastSwitch!.ms;
 
   const victim = switched.identities[0]!;
   const killedAt = performance.now();
   await testbed.stopAp(victim.ssid!, 'SIGKILL');
-  await until(manager, (s) => s.identities.every((i) => i.status === 'connected') && s.identities[0]!.bssid !== victim.bssid);
+  await waitForWifi(manager, 'the recovery', (s) => s.identities.every((i) => i.status === 'connected') && s.identities[0]!.bssid !== victim.bssid, POLL);
   result.recovery_ms = performance.now() - killedAt;
   result.reassociate_ms = manager.state().lastRecoveryMs;
   await manager.stop();

@@ -45,3 +45,8 @@ export type NetworkConfig = v.InferOutput<typeof networkSchema>;
 export function wifiConfig(input: v.InferInput<typeof wifiSection>): WifiConfig {
   return v.parse(wifiSection, input);
 }
+
+/** Whether sensitive traffic may use the network: as configured, else WPA networks yes, open ones no. */
+export function isTrusted(network: NetworkConfig): boolean {
+  return network.trusted ?? network.passphrase !== undefined;
+}

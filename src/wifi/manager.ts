@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { applyLease, DhcpClient, releaseLease, setMptcpLimits, type RouteSlot } from './addressing.js';
-import type { NetworkConfig, WifiConfig } from './config.js';
+import { isTrusted, type NetworkConfig, type WifiConfig } from './config.js';
 import { plan } from './planner.js';
 import { addStationInterface, deleteInterface, identityMac, interfaceExists, radioCapabilities, RadioError, resolveRadio, txStats, type RadioCapabilities, type TxStats } from './radio.js';
 import { airtimeScore, parseBssLoad, type BssLoad } from './scoring.js';
@@ -44,10 +44,6 @@ const MIN_PACKETS_TO_JUDGE = 50;
 function matches(network: NetworkConfig, entry: ScanEntry): boolean {
   if (network.ssid !== entry.ssid) return false;
   return network.passphrase === undefined ? entry.security === 'open' : entry.security === 'wpa-psk';
-}
-
-function isTrusted(network: NetworkConfig): boolean {
-  return network.trusted ?? network.passphrase !== undefined;
 }
 
 export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { promisify } from 'node:util';
 import type { Logger } from '../log.js';
-import type { NetworkConfig, WifiConfig } from './config.js';
+import { isTrusted, type NetworkConfig, type WifiConfig } from './config.js';
 import { airtimeScore } from './scoring.js';
 import { channelOf } from './station.js';
 import type { ApState, WifiState } from './state.js';
@@ -91,7 +91,7 @@ export class NetworkManagerWifi extends EventEmitter<{ changed: [WifiState] }> {
           frequency: ap.frequency,
           signal: ap.signal_level,
           security: ap.security,
-          trusted: network.trusted ?? network.passphrase !== undefined,
+          trusted: isTrusted(network),
           score: airtimeScore({ signal: ap.signal_level }),
         };
       })
@@ -105,6 +105,7 @@ export class NetworkManagerWifi extends EventEmitter<{ changed: [WifiState] }> {
       this.log.info({ ssid: best.ssid }, 'wifi connected through NetworkManager');
     }
     const [now] = await this.wifi.getCurrentConnections();
+    const network = now ? this.networkOf(now.ssid) : undefined;
     this.identity = now
       ? {
           name: this.config.radio,
@@ -116,7 +117,7 @@ export class NetworkManagerWifi extends EventEmitter<{ changed: [WifiState] }> {
           channel: channelOf(now.frequency),
           signal: now.signal_level,
           score: airtimeScore({ signal: now.signal_level }),
-          trusted: this.networkOf(now.ssid)?.trusted ?? this.networkOf(now.ssid)?.passphrase !== undefined,
+          trusted: network ? isTrusted(network) : false,
         }
       : { name: this.config.radio, mac: '', status: 'idle' };
   }

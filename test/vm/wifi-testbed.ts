@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import type { WifiState } from '../../src/wifi/state.js';
 
 export interface ApSpec {
   ssid: string;
@@ -111,4 +112,20 @@ export class WifiTestbed {
 /** Prints `result` as the scenario's outcome, in the file the host reads back. */
 export function writeResult(name: string, result: unknown): void {
   writeFileSync(`${process.env.VM_IO ?? '/tmp'}/${name}.json`, JSON.stringify(result, null, 2));
+}
+
+/** Polls `manager.state()` until `test` holds; the error names what was awaited and the last state. */
+export async function waitForWifi(
+  manager: { state(): WifiState },
+  what: string,
+  test: (state: WifiState) => boolean,
+  { timeoutMs = 180_000, intervalMs = 100 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<WifiState> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = manager.state();
+    if (test(state)) return state;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(state)}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
 }

@@ -6,22 +6,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createLogger } from '../../../src/log.js';
 import { WpaWifiManager } from '../../../src/wifi/manager.js';
-import type { WifiState } from '../../../src/wifi/state.js';
 import { wifiConfig } from '../../../src/wifi/config.js';
-import { AP_NAMESPACE, WifiTestbed, writeResult } from '../wifi-testbed.js';
+import { AP_NAMESPACE, waitForWifi, WifiTestbed, writeResult } from '../wifi-testbed.js';
 
 const log = createLogger(process.env.LOG_LEVEL ?? 'info');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(manager: WpaWifiManager, what: string, test: (state: WifiState) => boolean, timeoutMs = 180_000): Promise<WifiState> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const state = manager.state();
-    if (test(state)) return state;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(state)}`);
-    await sleep(100);
-  }
-}
 
 const MPTCP_SERVER = `
 import socket
@@ -79,9 +68,9 @@ try {
     log,
   );
   const started = performance.now();
-  const wrongKey = await until(manager, 'the wrong passphrase to be noticed', (s) => s.aps.some((ap) => ap.ssid === 'apD' && ap.error !== undefined));
+  const wrongKey = await waitForWifi(manager, 'the wrong passphrase to be noticed', (s) => s.aps.some((ap) => ap.ssid === 'apD' && ap.error !== undefined));
   result.wrongKeyError = wrongKey.aps.find((ap) => ap.ssid === 'apD')!.error;
-  const ready = await until(manager, 'two identities addressed', (s) => s.identities.every((i) => i.status === 'connected' && i.address));
+  const ready = await waitForWifi(manager, 'two identities addressed', (s) => s.identities.every((i) => i.status === 'connected' && i.address));
   result.associateMs = Math.round(performance.now() - started);
   result.ready = ready;
   result.macs = execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' });
@@ -112,7 +101,7 @@ try {
   const other = ready.identities.find((i) => i.ssid !== 'apA')!;
   await testbed.stopAp('apA', 'SIGKILL');
   const killedAt = performance.now();
-  const recovered = await until(manager, 'the identity of apA to move', (s) => s.identities.some((i) => i.name === apIdentity.name && i.status === 'connected' && i.ssid === 'apC'));
+  const recovered = await waitForWifi(manager, 'the identity of apA to move', (s) => s.identities.some((i) => i.name === apIdentity.name && i.status === 'connected' && i.ssid === 'apC'));
   result.recoveryObservedMs = Math.round(performance.now() - killedAt);
   result.recovered = recovered;
   result.otherUntouched = recovered.identities.find((i) => i.name === other.name);
