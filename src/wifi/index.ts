@@ -6,8 +6,8 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import type { WifiConfig } from './config.js';
-import { WpaWifiManager } from './manager.js';
-import { NetworkManagerWifi, networkManagerOwns } from './networkmanager.js';
+import type { WpaWifiManager } from './manager.js';
+import type { NetworkManagerWifi } from './networkmanager.js';
 import type { WifiState } from './state.js';
 
 export type WifiReport = WifiState | { status: 'disabled' | 'starting'; radio: string } | { status: 'failed'; radio: string; error: string };
@@ -30,8 +30,12 @@ export class Wifi extends EventEmitter<{ changed: [WifiReport] }> {
 
   private async start(node: string, runDir: string): Promise<void> {
     try {
+      // Loaded only when WiFi is enabled: the wpa_ctrl socket is a native addon, and most gateways run without WiFi here.
+      const { NetworkManagerWifi, networkManagerOwns } = await import('./networkmanager.js');
       const useNetworkManager = this.config.backend === 'networkmanager' || (this.config.backend === 'auto' && (await networkManagerOwns(this.config.radio)));
-      this.backend = useNetworkManager ? await NetworkManagerWifi.start(this.config, this.log) : await WpaWifiManager.start(this.config, node, runDir, this.log);
+      this.backend = useNetworkManager
+        ? await NetworkManagerWifi.start(this.config, this.log)
+        : await (await import('./manager.js')).WpaWifiManager.start(this.config, node, runDir, this.log);
       this.backend.on('changed', (state) => this.update(state));
       this.update(this.backend.state());
     } catch (error) {
