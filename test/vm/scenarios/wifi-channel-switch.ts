@@ -14,7 +14,7 @@ import { WifiTestbed, writeResult } from '../wifi-testbed.js';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const result: Record<string, unknown> = {};
 setTimeout(() => {
-  result.error = 'scenario timed out';
+  result.error = `scenario timed out waiting for ${String(result.waitingFor ?? 'the agent to start')}: last state ${JSON.stringify(result.lastSeen)}`;
   writeResult('wifi-channel-switch', result);
   process.exit(1);
 }, 420_000).unref();

@@ -18,8 +18,12 @@ s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 5201)); s.listen(1); print("listening", flush=True)
 c, peer = s.accept(); total = 0
+c.settimeout(30)  # a lost DATA_FIN must not hang the scenario: report what arrived
 while True:
-    b = c.recv(65536)
+    try:
+        b = c.recv(65536)
+    except socket.timeout:
+        print("timeout after", total, flush=True); break
     if not b: break
     total += len(b)
 print("received", total, flush=True)
@@ -94,6 +98,7 @@ try {
   step('mptcp client done');
   await new Promise((resolve) => server.once('exit', resolve));
   result.mptcpReceived = Number(/received (\d+)/.exec(serverOut)?.[1] ?? 0);
+  result.mptcpServer = serverOut;
   result.mptcpIdentity = apIdentity.name;
 
   step('ap failure');
