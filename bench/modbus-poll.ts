@@ -80,7 +80,7 @@ export async function modbusPoll(): Promise<void> {
     const port = await new Promise<number>((resolve) => createInterface({ input: server.stdout! }).once('line', (line) => resolve(Number(line.split(' ')[1]))));
     const log = createLogger('warn');
     const connections = await Promise.all(
-      Array.from({ length: SLAVES }, (_, s) => modbusMapper.connect(device(s + 1, port), model, { log, busUrl: '' })),
+      Array.from({ length: SLAVES }, (_, s) => modbusMapper.connect(device(s + 1, port), model, { log, busUrl: '', push: () => undefined, lost: () => undefined })),
     );
     const properties: BoundProperty[] = device(1, port).properties.map((p, j) => ({ name: p.name, visitor: p.visitor, model: model.properties[j]! }));
     const check = await connections[SLAVES - 1]!.readMany!(properties);

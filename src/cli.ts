@@ -128,6 +128,7 @@ function table(rows: string[][]): string {
 interface DeviceSummary {
   id: string;
   state: string;
+  reason?: string;
   lastOnline: string;
   managed: boolean;
   properties: number;
@@ -142,8 +143,8 @@ interface TwinEntry {
 async function devices(values: Values): Promise<void> {
   const { devices: list } = await client(values).request<{ devices: DeviceSummary[] }>('GET', '/api/v1/devices');
   if (values.json) return console.log(JSON.stringify(list, null, 2));
-  const rows = list.map((d) => [d.id, d.state, d.managed ? 'yes' : 'no (other node)', String(d.properties), d.lastOnline || '-']);
-  console.log(table([['DEVICE', 'STATE', 'MANAGED', 'PROPERTIES', 'LAST ONLINE'], ...rows]));
+  const rows = list.map((d) => [d.id, d.state, d.managed ? 'yes' : 'no (other node)', String(d.properties), d.lastOnline || '-', d.reason ?? '']);
+  console.log(table([['DEVICE', 'STATE', 'MANAGED', 'PROPERTIES', 'LAST ONLINE', 'REASON'], ...rows]));
 }
 
 async function twin(values: Values, args: string[]): Promise<void> {

@@ -26,3 +26,12 @@ function describe(issue: v.BaseIssue<unknown>): SchemaIssue {
   const expected = issue.expected === null ? issue.type : /^[A-Z][a-z]+$/.test(issue.expected) ? issue.expected.toLowerCase() : issue.expected;
   return { path: keys.join('.'), message: `expected ${expected}, received ${issue.received}` };
 }
+
+export class ConfigError extends Error {}
+
+/** The parsed value, or one ConfigError naming `where` and every issue. */
+export function parseOrThrow<S extends v.GenericSchema>(schema: S, input: unknown, where: string): v.InferOutput<S> {
+  const parsed = parseWith(schema, input);
+  if (parsed.ok) return parsed.value;
+  throw new ConfigError(`${where}: ${parsed.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
+}

@@ -58,9 +58,9 @@ describe('edge-agent CLI client commands', () => {
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const lines = stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^DEVICE\s+STATE\s+MANAGED\s+PROPERTIES\s+LAST ONLINE$/);
-    expect(stdout).toMatch(/^default\/sensor-01\s+unhealthy\s+yes\s+4\s+-$/m);
-    expect(stdout).toMatch(/^plant-a\/sensor-02\s+unhealthy\s+yes\s+1\s+-$/m);
+    expect(lines[0]).toMatch(/^DEVICE\s+STATE\s+MANAGED\s+PROPERTIES\s+LAST ONLINE\s+REASON$/);
+    expect(stdout).toMatch(/^default\/sensor-01\s+unhealthy\s+yes\s+4\s+-\s+no mapper for protocol "[\w-]+"$/m);
+    expect(stdout).toMatch(/^plant-a\/sensor-02\s+unhealthy\s+yes\s+1\s+-\s+no mapper for protocol "[\w-]+"$/m);
     expect(stdout).toMatch(/^default\/remote-01\s+unknown\s+no \(other node\)\s+4\s+-$/m);
     expect(lines).toHaveLength(4);
   });

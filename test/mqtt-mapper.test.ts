@@ -158,9 +158,10 @@ describe('mqtt mapper on the embedded broker (Tasmota plug)', () => {
     const catalog = agent.agent.catalog;
     const device = catalog.devices.get('default/plug-a')!;
     const model = catalog.models.get(device.modelId)!;
+    const context = { log, busUrl: agent.mqttUrl, push: () => undefined, lost: () => undefined };
     const bound = (name: string): BoundProperty => ({ name, visitor: device.properties.find((p) => p.name === name)!.visitor, model: model.properties.find((p) => p.name === name)! });
 
-    const connection = (await mqttMapper.connect(device, model, { log, busUrl: agent.mqttUrl })) as MqttDeviceConnection;
+    const connection = (await mqttMapper.connect(device, model, context)) as MqttDeviceConnection;
     try {
       await expect(connection.read(bound('power'))).rejects.toThrow('no value received yet on tele/plug_a/SENSOR');
       await client.publishAsync('tele/plug_a/SENSOR', sensor(12), { qos: 1 });
@@ -177,17 +178,17 @@ describe('mqtt mapper on the embedded broker (Tasmota plug)', () => {
     }
 
     const withVisitor = (name: string, visitor: Record<string, unknown>) => ({ ...device, properties: device.properties.map((p) => (p.name === name ? { ...p, visitor } : p)) });
-    await expect(mqttMapper.connect(withVisitor('power', { jsonPath: 'ENERGY.Power' }), model, { log, busUrl: agent.mqttUrl })).rejects.toThrow(
+    await expect(mqttMapper.connect(withVisitor('power', { jsonPath: 'ENERGY.Power' }), model, context)).rejects.toThrow(
       'property power visitor configData: stateTopic: required',
     );
-    await expect(mqttMapper.connect(withVisitor('relay', { stateTopic: 'stat/#', qos: 3 }), model, { log, busUrl: agent.mqttUrl })).rejects.toThrow(
+    await expect(mqttMapper.connect(withVisitor('relay', { stateTopic: 'stat/#', qos: 3 }), model, context)).rejects.toThrow(
       /property relay visitor configData: stateTopic: must not contain the wildcards \+ or #; qos: expected 0, 1 or 2/,
     );
-    await expect(mqttMapper.connect({ ...device, protocol: { name: 'mqtt', config: { url: 'localhost' } } }, model, { log, busUrl: agent.mqttUrl })).rejects.toThrow(
+    await expect(mqttMapper.connect({ ...device, protocol: { name: 'mqtt', config: { url: 'localhost' } } }, model, context)).rejects.toThrow(
       'mqtt protocol configData: url: expected a broker URL (mqtt://host:port)',
     );
 
-    const readOnly = (await mqttMapper.connect(withVisitor('relay', { stateTopic: 'stat/plug_a/POWER' }), model, { log, busUrl: agent.mqttUrl })) as MqttDeviceConnection;
+    const readOnly = (await mqttMapper.connect(withVisitor('relay', { stateTopic: 'stat/plug_a/POWER' }), model, context)) as MqttDeviceConnection;
     try {
       await expect(readOnly.write(bound('relay'), 'ON')).rejects.toThrow('property relay is not writable: its visitor has no commandTopic');
     } finally {

@@ -1,7 +1,7 @@
 /** The mqtt mapper's configuration (device configData, property visitors) and payload handling. */
 import * as v from 'valibot';
 import type { PropertyValue } from '../../src/mapperhost/contract.js';
-import { parseWith } from '../../src/schema.js';
+import { parseOrThrow } from '../../src/schema.js';
 
 const nonEmpty = v.pipe(v.string(), v.minLength(1, 'must not be empty'));
 const brokerUrl = v.pipe(nonEmpty, v.regex(/^(mqtts?|wss?|tcp|ssl):\/\/[^/\s]+/, 'expected a broker URL (mqtt://host:port)'));
@@ -31,18 +31,12 @@ const writeOnlyVisitor = v.strictObject({ stateTopic: v.optional(stateTopic), ..
 export type ProtocolConfig = v.InferOutput<typeof protocolSchema>;
 export type VisitorConfig = v.InferOutput<typeof writeOnlyVisitor> | v.InferOutput<typeof readableVisitor>;
 
-function check<S extends v.GenericSchema>(schema: S, input: unknown, where: string): v.InferOutput<S> {
-  const parsed = parseWith(schema, input);
-  if (parsed.ok) return parsed.value;
-  throw new Error(`${where}: ${parsed.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
-}
-
 export function parseProtocol(config: Record<string, unknown>): ProtocolConfig {
-  return check(protocolSchema, config, 'mqtt protocol configData');
+  return parseOrThrow(protocolSchema, config, 'mqtt protocol configData');
 }
 
 export function parseVisitor(property: string, writeOnly: boolean, visitor: Record<string, unknown>): VisitorConfig {
-  return check(writeOnly ? writeOnlyVisitor : readableVisitor, visitor, `property ${property} visitor configData`);
+  return parseOrThrow(writeOnly ? writeOnlyVisitor : readableVisitor, visitor, `property ${property} visitor configData`);
 }
 
 export class PayloadError extends Error {}

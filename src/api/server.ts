@@ -41,6 +41,7 @@ function deviceSummary(device: DeviceRecord) {
     name: device.name,
     description: device.description,
     state: device.state,
+    reason: device.stateReason,
     lastOnline: device.lastOnline,
     managed: device.managed,
     properties: device.twin.size,

@@ -30,7 +30,14 @@ export interface MapperContext {
   log: Logger;
   /** The agent's event bus (`mqtt://host:port`), for mappers whose devices speak MQTT. */
   busUrl: string;
+  /** A value the device sent on its own (a notification, an advertisement), reported without waiting for the next read. */
+  push(property: string, value: PropertyValue): void;
+  /** The connection is gone (the device disconnected): the host closes it and connects again with backoff. */
+  lost(error: Error): void;
 }
+
+/** The device cannot be reached now (out of range, powered off): offline, not misconfigured. */
+export class DeviceUnreachableError extends Error {}
 
 export interface Mapper {
   /** Protocol names as Device manifests give them (`virtualProtocol`, `modbus`, `bluetooth`, …). */

@@ -27,8 +27,9 @@ export class MapperHost {
       const mapper = this.byProtocol.get(device.protocol.name);
       const model = models.get(device.modelId);
       if (!mapper || !model) {
-        this.log.warn({ device: device.id, protocol: device.protocol.name }, 'no mapper for this protocol; device not served');
-        if (this.twins.get(device.id)?.state !== 'unhealthy') this.twins.setState(device.id, 'unhealthy', 'mapper');
+        const reason = mapper ? `no DeviceModel ${device.modelId}` : `no mapper for protocol ${JSON.stringify(device.protocol.name)}`;
+        this.log.warn({ device: device.id, protocol: device.protocol.name, reason }, 'device not served');
+        this.twins.setState(device.id, 'unhealthy', 'mapper', reason);
         continue;
       }
       const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.busUrl);

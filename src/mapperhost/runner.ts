@@ -6,7 +6,7 @@
 import type { Device, DeviceModel } from '../devices/model.js';
 import type { Logger } from '../log.js';
 import type { Twins } from '../twin/twins.js';
-import type { BoundProperty, DeviceConnection, Mapper, PropertyValue } from './contract.js';
+import { DeviceUnreachableError, type BoundProperty, type DeviceConnection, type Mapper, type MapperContext, type PropertyValue } from './contract.js';
 import { fromTwinValue, toTwinValue } from './convert.js';
 
 const DEFAULT_CYCLE_MS = 1000;
@@ -106,19 +106,71 @@ export class DeviceRunner {
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
+    let connection: DeviceConnection | undefined;
+    const context: MapperContext = {
+      log: this.log.child({ device: this.device.id }),
+      busUrl: this.busUrl,
+      push: (property, value) => {
+        if (connection && connection === this.connection) this.receive(property, value);
+      },
+      lost: (error) => {
+        if (connection && connection === this.connection) void this.lose(connection, error);
+      },
+    };
     try {
-      this.connection = await this.mapper.connect(this.device, this.model, { log: this.log.child({ device: this.device.id }), busUrl: this.busUrl });
+      connection = await this.mapper.connect(this.device, this.model, context);
     } catch (error) {
       const reason = (error as Error).message;
       this.log.warn({ device: this.device.id, protocol: this.device.protocol.name, err: reason, retryMs: this.reconnectMs }, 'device connect failed');
-      this.setState('unhealthy');
-      this.timers.set('reconnect', setTimeout(() => void this.connect(), this.reconnectMs));
-      this.reconnectMs = Math.min(this.reconnectMs * 2, MAX_RECONNECT_MS);
+      this.setState(error instanceof DeviceUnreachableError ? 'offline' : 'unhealthy', reason);
+      this.scheduleReconnect();
       return;
     }
-    this.reconnectMs = 1000;
+    if (this.stopped) {
+      await connection.close().catch(() => undefined);
+      return;
+    }
+    this.connection = connection;
     for (const [cycle, properties] of this.groups) this.tick(cycle, properties);
     await this.applyDesired();
+  }
+
+  private scheduleReconnect(): void {
+    this.timers.set('reconnect', setTimeout(() => void this.connect(), this.reconnectMs));
+    this.reconnectMs = Math.min(this.reconnectMs * 2, MAX_RECONNECT_MS);
+  }
+
+  /** The mapper says the connection is gone: stop reading through it and connect again with backoff. */
+  private async lose(connection: DeviceConnection, error: Error): Promise<void> {
+    this.connection = undefined;
+    for (const [key, timer] of this.timers) if (key.startsWith('collect:')) clearTimeout(timer);
+    this.written.clear();
+    this.log.warn({ device: this.device.id, err: error.message, retryMs: this.reconnectMs }, 'device connection lost');
+    this.setState('offline', error.message);
+    await connection.close().catch(() => undefined);
+    if (!this.stopped) this.scheduleReconnect();
+  }
+
+  /** A value the device sent on its own: reported now unless its reportCycle holds it back for the next collect. */
+  private receive(name: string, raw: PropertyValue): void {
+    const property = this.properties.get(name);
+    if (!property || this.stopped) return;
+    try {
+      property.value = toTwinValue(raw, property.model.type);
+    } catch (error) {
+      this.log.warn({ device: this.device.id, property: name, err: (error as Error).message }, 'pushed value rejected');
+      return;
+    }
+    this.failures = 0;
+    this.setState('online');
+    const now = Date.now();
+    if (now - property.lastReport < property.reportCycleMs) return;
+    property.lastReport = now;
+    try {
+      this.twins.report(this.device.id, { [name]: property.value });
+    } catch (error) {
+      this.log.warn({ device: this.device.id, err: (error as Error).message }, 'twin rejected reported values');
+    }
   }
 
   private tick(cycle: number, properties: Scheduled[]): void {
@@ -132,6 +184,7 @@ export class DeviceRunner {
     const connection = this.connection;
     if (!connection) return;
     let failed = 0;
+    let firstError: string | undefined;
     const now = Date.now();
     const report: Record<string, string> = {};
     const values = await this.readGroup(connection, properties);
@@ -147,6 +200,7 @@ export class DeviceRunner {
         this.warned.delete(property.name);
       } catch (error) {
         failed++;
+        firstError ??= (error as Error).message;
         if (!this.warned.has(property.name)) {
           this.warned.add(property.name);
           this.log.warn({ device: this.device.id, property: property.name, err: (error as Error).message }, 'read failed');
@@ -155,7 +209,7 @@ export class DeviceRunner {
     });
     if (properties.length > 0 && failed === properties.length) {
       this.failures++;
-      if (this.failures >= FAILURES_BEFORE_OFFLINE) this.setState('offline');
+      if (this.failures >= FAILURES_BEFORE_OFFLINE) this.setState('offline', firstError);
     } else {
       this.failures = 0;
       this.setState('online');
@@ -184,9 +238,14 @@ export class DeviceRunner {
     return values;
   }
 
-  private setState(state: string): void {
+  private setState(state: string, reason?: string): void {
     const record = this.twins.get(this.device.id);
-    if (!record || record.state === state || this.stopped) return;
-    this.twins.setState(this.device.id, state, 'mapper');
+    if (!record || this.stopped) return;
+    if (state === 'online') this.reconnectMs = 1000;
+    if (record.state === state) {
+      record.stateReason = reason;
+      return;
+    }
+    this.twins.setState(this.device.id, state, 'mapper', reason);
   }
 }

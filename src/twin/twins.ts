@@ -298,7 +298,7 @@ export class Twins extends EventEmitter<TwinEvents> {
   }
 
   /** `state/update`: known states only, case-insensitively; the case given is kept. */
-  setState(deviceId: string, state: string, origin: Origin): DeviceRecord {
+  setState(deviceId: string, state: string, origin: Origin, reason?: string): DeviceRecord {
     const lower = state.toLowerCase();
     if (!(DEVICE_STATES as readonly string[]).includes(lower)) {
       throw new TwinError(400, `state ${JSON.stringify(state)} is not one of ${DEVICE_STATES.join(', ')}`);
@@ -306,6 +306,7 @@ export class Twins extends EventEmitter<TwinEvents> {
     const device = this.devices.get(deviceId);
     if (!device) throw new TwinError(404, `Device ${deviceId} not found`);
     device.state = state;
+    device.stateReason = reason;
     device.lastOnline = lower === 'online' || lower === 'ok' ? lastOnlineNow() : '';
     this.store.saveDevice(device);
     this.announce({ kind: 'state', event: { device, origin } });

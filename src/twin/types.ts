@@ -46,6 +46,8 @@ export interface DeviceRecord {
   description?: string;
   /** As reported, case kept (EdgeCore stores the original case). */
   state: string;
+  /** Why the device is in that state (the mapper's last error); kept in memory only. */
+  stateReason?: string;
   lastOnline: string;
   attributes: Record<string, DeviceAttribute>;
   managed: boolean;

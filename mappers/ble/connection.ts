@@ -1,0 +1,172 @@
+/**
+ * One BLE device as the mapper host sees it: GATT properties read, written and followed through
+ * notifications over a connection; advertised properties taken from the device's advertisements.
+ * Either kind pushes a value as soon as the device sends it; a read between two of them answers
+ * from the last one instead of asking the device again.
+ */
+import type { Characteristic, Peripheral } from '@abandonware/noble';
+import type { ModelProperty } from '../../src/devices/model.js';
+import type { BoundProperty, DeviceConnection, MapperContext, PropertyValue } from '../../src/mapperhost/contract.js';
+import { DeviceUnreachableError } from '../../src/mapperhost/contract.js';
+import { FORMATS, measurementOf } from './advertisement.js';
+import { decodeValue, encodeValue } from './codec.js';
+import type { AdvertisementVisitor, GattVisitor } from './config.js';
+import type { BleController, Match } from './controller.js';
+import { describeMatch } from './controller.js';
+import type { GattSession } from './gatt.js';
+
+export interface Bound<V> {
+  name: string;
+  visitor: V;
+  model: ModelProperty;
+}
+
+interface Advertised {
+  value: PropertyValue;
+  at: number;
+}
+
+export class BleDeviceConnection implements DeviceConnection {
+  /** The last notified value of each subscribed characteristic. */
+  private readonly notified = new Map<string, Buffer>();
+  private readonly advertised = new Map<string, Advertised>();
+  private readonly lastPacket = new Map<string, number>();
+  private readonly warned = new Set<string>();
+  private stopListening?: () => void;
+  private closed = false;
+  private readonly onDisconnect = () => {
+    if (!this.closed) this.context.lost(new DeviceUnreachableError(`${describeMatch(this.match)} disconnected`));
+  };
+
+  constructor(
+    private readonly match: Match,
+    private readonly gatt: Array<Bound<GattVisitor>>,
+    private readonly adverts: Array<Bound<AdvertisementVisitor>>,
+    private readonly advertisementTimeoutMs: number,
+    private readonly context: MapperContext,
+    private readonly session?: GattSession,
+  ) {}
+
+  /** Listens for advertisements and subscribes to the characteristics that notify. */
+  async start(controller: BleController): Promise<void> {
+    if (this.adverts.length > 0) this.stopListening = controller.listen(this.match, (p) => this.receiveAdvertisement(p));
+    if (!this.session) return;
+    this.session.peripheral.once('disconnect', this.onDisconnect);
+    const subscribed = new Set<string>();
+    for (const property of this.gatt) {
+      const { characteristicUUID: uuid, subscribe } = property.visitor;
+      const characteristic = this.characteristic(uuid);
+      const notifies = characteristic.properties.includes('notify') || characteristic.properties.includes('indicate');
+      if (!(subscribe ?? notifies) || property.model.accessMode === 'WriteOnly' || subscribed.has(uuid)) continue;
+      if (!notifies) throw new Error(`property ${property.name}: characteristic ${uuid} neither notifies nor indicates`);
+      characteristic.on('data', (data: Buffer, isNotification: boolean) => {
+        if (isNotification) this.receiveNotification(uuid, data);
+      });
+      await characteristic.subscribeAsync();
+      subscribed.add(uuid);
+    }
+  }
+
+  private characteristic(uuid: string): Characteristic {
+    const characteristic = this.session?.characteristics.get(uuid);
+    if (!characteristic) throw new Error(`characteristic ${uuid} is not connected`);
+    return characteristic;
+  }
+
+  private receiveNotification(uuid: string, data: Buffer): void {
+    this.notified.set(uuid, data);
+    for (const property of this.gatt) {
+      if (property.visitor.characteristicUUID !== uuid) continue;
+      this.pushDecoded(property.name, () => decodeValue(data, property.visitor, property.model.type));
+    }
+  }
+
+  private receiveAdvertisement(peripheral: Peripheral): void {
+    const now = Date.now();
+    for (const [format, spec] of Object.entries(FORMATS)) {
+      const properties = this.adverts.filter((p) => p.visitor.advertisement === format);
+      const data = properties.length > 0 ? peripheral.advertisement.serviceData?.find((d) => d.uuid === spec.uuid)?.data : undefined;
+      if (!data) continue;
+      let decoded;
+      try {
+        decoded = spec.decode(data);
+      } catch (error) {
+        this.warnOnce(format, (error as Error).message);
+        continue;
+      }
+      this.warned.delete(format);
+      // A repeated packet refreshes the values' age but is not a new measurement.
+      const repeated = decoded.packetId !== undefined && this.lastPacket.get(format) === decoded.packetId;
+      if (decoded.packetId !== undefined) this.lastPacket.set(format, decoded.packetId);
+      for (const property of properties) {
+        const value = measurementOf(decoded, property.visitor.measurement, property.visitor.index);
+        if (value === undefined) continue;
+        this.advertised.set(property.name, { value, at: now });
+        if (!repeated) this.context.push(property.name, value);
+      }
+    }
+  }
+
+  private pushDecoded(name: string, decode: () => PropertyValue): void {
+    try {
+      this.context.push(name, decode());
+      this.warned.delete(name);
+    } catch (error) {
+      this.warnOnce(name, (error as Error).message);
+    }
+  }
+
+  /** Once per property until it decodes again: a device stuck on a bad value must not flood the log. */
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.context.log.warn({ property: key, err: message }, 'bluetooth value not decoded');
+  }
+
+  async read(property: BoundProperty): Promise<PropertyValue> {
+    const advert = this.adverts.find((p) => p.name === property.name);
+    if (advert) {
+      const last = this.advertised.get(property.name);
+      if (!last) throw new DeviceUnreachableError(`no ${advert.visitor.advertisement} advertisement with ${advert.visitor.measurement} from ${describeMatch(this.match)} yet`);
+      const age = Date.now() - last.at;
+      if (age > this.advertisementTimeoutMs) throw new DeviceUnreachableError(`no advertisement from ${describeMatch(this.match)} for ${Math.round(age / 1000)} s`);
+      return last.value;
+    }
+    const bound = this.gattProperty(property.name);
+    const uuid = bound.visitor.characteristicUUID;
+    const data = this.notified.get(uuid) ?? (await this.readCharacteristic(uuid));
+    return decodeValue(data, bound.visitor, property.model.type);
+  }
+
+  private async readCharacteristic(uuid: string): Promise<Buffer> {
+    const characteristic = this.characteristic(uuid);
+    if (!characteristic.properties.includes('read')) throw new Error(`characteristic ${uuid} is not readable (it offers ${characteristic.properties.join(', ')})`);
+    return characteristic.readAsync();
+  }
+
+  private gattProperty(name: string): Bound<GattVisitor> {
+    const bound = this.gatt.find((p) => p.name === name);
+    if (!bound) throw new Error(`property ${name} has no bluetooth visitor`);
+    return bound;
+  }
+
+  async write(property: BoundProperty, value: PropertyValue): Promise<void> {
+    if (this.adverts.some((p) => p.name === property.name)) throw new Error(`property ${property.name} comes from advertisements and cannot be written`);
+    const bound = this.gattProperty(property.name);
+    const characteristic = this.characteristic(bound.visitor.characteristicUUID);
+    const withResponse = characteristic.properties.includes('write');
+    if (!withResponse && !characteristic.properties.includes('writeWithoutResponse')) {
+      throw new Error(`characteristic ${bound.visitor.characteristicUUID} is not writable (it offers ${characteristic.properties.join(', ')})`);
+    }
+    await characteristic.writeAsync(encodeValue(value, bound.visitor, property.model.type), !withResponse);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stopListening?.();
+    if (!this.session) return;
+    this.session.peripheral.removeListener('disconnect', this.onDisconnect);
+    for (const characteristic of this.session.characteristics.values()) characteristic.removeAllListeners('data');
+    if (this.session.peripheral.state === 'connected') await this.session.peripheral.disconnectAsync();
+  }
+}
