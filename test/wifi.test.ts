@@ -4,28 +4,15 @@
  * the scenario observed.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runInVm } from './vm/vm.js';
 import type { IdentityState, WifiState } from '../src/wifi/state.js';
-import { ROOT } from './helpers/agent.js';
-
-// Generous: under TCG, with the rest of the suite sharing two cores, a scenario can take minutes.
-const VM_TIMEOUT_MS = 480_000;
-
-async function scenario(name: string): Promise<Record<string, unknown>> {
-  const run = await runInVm(`cd ${ROOT} && node dist/test/vm/scenarios/${name}.js`, { timeoutMs: VM_TIMEOUT_MS, shares: [ROOT] });
-  const file = run.file(`${name}.json`);
-  if (!file) throw new Error(`scenario ${name} wrote no result (exit ${run.exitCode}):\n${run.output.slice(-3000)}`);
-  const result = JSON.parse(file) as Record<string, unknown>;
-  if (result.error) throw new Error(`scenario ${name} failed: ${String(result.error)}\n${run.output.slice(-3000)}`);
-  return result;
-}
+import { runScenario, VM_TIMEOUT_MS } from './helpers/scenario.js';
 
 const byName = (state: WifiState) => new Map(state.identities.map((i) => [i.name, i]));
 
 describe('two identities on a radio that holds two channels', () => {
   let result: Record<string, unknown>;
   beforeAll(async () => {
-    result = await scenario('wifi-multichannel');
+    result = await runScenario('wifi-multichannel');
   }, VM_TIMEOUT_MS);
 
   it('associates each identity, with its own MAC, to its own AP, on two channels at once', () => {
@@ -93,7 +80,7 @@ describe('two identities on a radio that holds two channels', () => {
 describe('a radio that holds one channel, driven by the whole agent', () => {
   let result: Record<string, unknown>;
   beforeAll(async () => {
-    result = await scenario('wifi-channel-switch');
+    result = await runScenario('wifi-channel-switch');
   }, VM_TIMEOUT_MS);
 
   it('moves the whole radio to the channel whose APs give more airtime, and measures the switch', () => {

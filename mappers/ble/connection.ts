@@ -14,6 +14,13 @@ import type { AdvertisementVisitor, GattVisitor } from './config.js';
 import type { BleController, Match } from './controller.js';
 import { describeMatch } from './controller.js';
 import type { GattSession } from './gatt.js';
+import { withTimeout } from '../../src/timeout.js';
+
+/**
+ * Below the host's 5 s read/write timeout, to name the cause: noble never settles a write or a
+ * subscription the device answers with an ATT error, so the promise would hang.
+ */
+const GATT_TIMEOUT_MS = 4000;
 
 export interface Bound<V> {
   name: string;
@@ -27,8 +34,9 @@ interface Advertised {
 }
 
 export class BleDeviceConnection implements DeviceConnection {
-  /** The last notified value of each subscribed characteristic. */
-  private readonly notified = new Map<string, Buffer>();
+  private readonly subscribed = new Set<string>();
+  /** The last value of each subscribed characteristic, notified (or read once before the first notification). */
+  private readonly latest = new Map<string, Buffer>();
   private readonly advertised = new Map<string, Advertised>();
   private readonly lastPacket = new Map<string, number>();
   private readonly warned = new Set<string>();
@@ -52,18 +60,17 @@ export class BleDeviceConnection implements DeviceConnection {
     if (this.adverts.length > 0) this.stopListening = controller.listen(this.match, (p) => this.receiveAdvertisement(p));
     if (!this.session) return;
     this.session.peripheral.once('disconnect', this.onDisconnect);
-    const subscribed = new Set<string>();
     for (const property of this.gatt) {
       const { characteristicUUID: uuid, subscribe } = property.visitor;
       const characteristic = this.characteristic(uuid);
       const notifies = characteristic.properties.includes('notify') || characteristic.properties.includes('indicate');
-      if (!(subscribe ?? notifies) || property.model.accessMode === 'WriteOnly' || subscribed.has(uuid)) continue;
+      if (!(subscribe ?? notifies) || property.model.accessMode === 'WriteOnly' || this.subscribed.has(uuid)) continue;
       if (!notifies) throw new Error(`property ${property.name}: characteristic ${uuid} neither notifies nor indicates`);
       characteristic.on('data', (data: Buffer, isNotification: boolean) => {
         if (isNotification) this.receiveNotification(uuid, data);
       });
-      await characteristic.subscribeAsync();
-      subscribed.add(uuid);
+      await withTimeout(characteristic.subscribeAsync(), GATT_TIMEOUT_MS, () => new Error(`property ${property.name}: subscribing to ${uuid} was not acknowledged within ${GATT_TIMEOUT_MS / 1000} s`));
+      this.subscribed.add(uuid);
     }
   }
 
@@ -74,7 +81,7 @@ export class BleDeviceConnection implements DeviceConnection {
   }
 
   private receiveNotification(uuid: string, data: Buffer): void {
-    this.notified.set(uuid, data);
+    this.latest.set(uuid, data);
     for (const property of this.gatt) {
       if (property.visitor.characteristicUUID !== uuid) continue;
       this.pushDecoded(property.name, () => decodeValue(data, property.visitor, property.model.type));
@@ -134,7 +141,11 @@ export class BleDeviceConnection implements DeviceConnection {
     }
     const bound = this.gattProperty(property.name);
     const uuid = bound.visitor.characteristicUUID;
-    const data = this.notified.get(uuid) ?? (await this.readCharacteristic(uuid));
+    let data = this.latest.get(uuid);
+    if (!data) {
+      data = await this.readCharacteristic(uuid);
+      if (this.subscribed.has(uuid) && !this.latest.has(uuid)) this.latest.set(uuid, data);
+    }
     return decodeValue(data, bound.visitor, property.model.type);
   }
 
@@ -153,12 +164,17 @@ export class BleDeviceConnection implements DeviceConnection {
   async write(property: BoundProperty, value: PropertyValue): Promise<void> {
     if (this.adverts.some((p) => p.name === property.name)) throw new Error(`property ${property.name} comes from advertisements and cannot be written`);
     const bound = this.gattProperty(property.name);
-    const characteristic = this.characteristic(bound.visitor.characteristicUUID);
+    const uuid = bound.visitor.characteristicUUID;
+    const characteristic = this.characteristic(uuid);
     const withResponse = characteristic.properties.includes('write');
     if (!withResponse && !characteristic.properties.includes('writeWithoutResponse')) {
-      throw new Error(`characteristic ${bound.visitor.characteristicUUID} is not writable (it offers ${characteristic.properties.join(', ')})`);
+      throw new Error(`characteristic ${uuid} is not writable (it offers ${characteristic.properties.join(', ')})`);
     }
-    await characteristic.writeAsync(encodeValue(value, bound.visitor, property.model.type), !withResponse);
+    await withTimeout(
+      characteristic.writeAsync(encodeValue(value, bound.visitor, property.model.type), !withResponse),
+      GATT_TIMEOUT_MS,
+      () => new Error(`writing ${uuid} was not acknowledged within ${GATT_TIMEOUT_MS / 1000} s (the device rejected the value or did not answer)`),
+    );
   }
 
   async close(): Promise<void> {
@@ -167,6 +183,7 @@ export class BleDeviceConnection implements DeviceConnection {
     if (!this.session) return;
     this.session.peripheral.removeListener('disconnect', this.onDisconnect);
     for (const characteristic of this.session.characteristics.values()) characteristic.removeAllListeners('data');
-    if (this.session.peripheral.state === 'connected') await this.session.peripheral.disconnectAsync();
+    if (this.session.peripheral.state !== 'connected') return;
+    await withTimeout(this.session.peripheral.disconnectAsync(), GATT_TIMEOUT_MS, () => new Error(`disconnecting ${describeMatch(this.match)} timed out`));
   }
 }

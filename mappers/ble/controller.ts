@@ -12,6 +12,9 @@ import { DeviceUnreachableError } from '../../src/mapperhost/contract.js';
 
 type Noble = typeof import('@abandonware/noble');
 type NobleFactory = (options: { deviceId?: number }) => Noble;
+interface NobleInternals {
+  _bindings: { _hci: { readLeBufferSize(): void } };
+}
 
 const POWER_ON_TIMEOUT_MS = 10_000;
 const SCAN_RESTART_MS = 1000;
@@ -75,7 +78,11 @@ export class BleController {
     });
     noble.on('stateChange', (state: string) => {
       this.log.info({ controller: name, state }, 'bluetooth controller state');
-      if (state === 'poweredOn') this.updateScanning();
+      if (state !== 'poweredOn') return;
+      // On the HCI user channel noble (1.9.2-26) never asks for the controller's ACL buffers, and
+      // without them it sends nothing on a connection.
+      if (process.env.HCI_CHANNEL_USER) (noble as unknown as NobleInternals)._bindings._hci.readLeBufferSize();
+      this.updateScanning();
     });
   }
 

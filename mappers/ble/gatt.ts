@@ -2,23 +2,13 @@
 import type { Characteristic, Peripheral } from '@abandonware/noble';
 import { DeviceUnreachableError } from '../../src/mapperhost/contract.js';
 import { ConfigError } from '../../src/schema.js';
+import { withTimeout } from '../../src/timeout.js';
 import type { BleController, Match } from './controller.js';
 import { describeMatch } from './controller.js';
 
 /** Generous: a connection takes a few hundred ms on hardware, seconds on a busy emulated radio. */
 const CONNECT_TIMEOUT_MS = 20_000;
 const DISCOVER_TIMEOUT_MS = 20_000;
-
-function within<T>(promise: Promise<T>, ms: number, what: () => Error, onTimeout: () => void): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      reject(what());
-    }, ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 export interface GattSession {
   peripheral: Peripheral;
@@ -35,7 +25,7 @@ export async function openGatt(controller: BleController, match: Match, wanted: 
   const peripheral = await controller.find(match, findTimeoutMs);
   const who = describeMatch(match);
   return controller.exclusive(async () => {
-    await within(
+    await withTimeout(
       peripheral.connectAsync(),
       CONNECT_TIMEOUT_MS,
       () => new DeviceUnreachableError(`connecting to ${who} timed out after ${CONNECT_TIMEOUT_MS / 1000} s`),
@@ -44,11 +34,10 @@ export async function openGatt(controller: BleController, match: Match, wanted: 
       throw error instanceof DeviceUnreachableError ? error : new DeviceUnreachableError(`cannot connect to ${who}: ${String(error)}`);
     });
     try {
-      const { characteristics } = await within(
+      const { characteristics } = await withTimeout(
         peripheral.discoverAllServicesAndCharacteristicsAsync(),
         DISCOVER_TIMEOUT_MS,
         () => new DeviceUnreachableError(`discovering the services of ${who} timed out after ${DISCOVER_TIMEOUT_MS / 1000} s`),
-        () => undefined,
       );
       const byUuid = new Map(characteristics.map((c) => [c.uuid, c]));
       const missing = [...wanted].filter((uuid) => !byUuid.has(uuid));

@@ -8,6 +8,7 @@
 import type { Device, DeviceModel } from '../../src/devices/model.js';
 import type { BoundProperty, DeviceConnection, Mapper, MapperContext, PropertyValue } from '../../src/mapperhost/contract.js';
 import type { Logger } from '../../src/log.js';
+import { timedOut, withTimeout } from '../../src/timeout.js';
 import { acquire, type Broker, type Listener } from './brokers.js';
 import { extract, parseProtocol, parseVisitor, render, type VisitorConfig } from './config.js';
 
@@ -95,10 +96,6 @@ export class MqttDeviceConnection implements DeviceConnection {
   }
 }
 
-function timeout(ms: number, what: string): Promise<never> {
-  return new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms).unref());
-}
-
 export const mqttMapper: Mapper = {
   protocols: ['mqtt'],
   async connect(device: Device, model: DeviceModel, context: MapperContext): Promise<DeviceConnection> {
@@ -113,7 +110,7 @@ export const mqttMapper: Mapper = {
     const broker = await acquire(protocol.url ?? context.busUrl, protocol, context.log);
     const connection = new MqttDeviceConnection(broker, properties, context.log);
     try {
-      await Promise.race([connection.subscribe(), timeout(SUBSCRIBE_TIMEOUT_MS, `subscribing on ${broker.url}`)]);
+      await withTimeout(connection.subscribe(), SUBSCRIBE_TIMEOUT_MS, timedOut(`subscribing on ${broker.url}`, SUBSCRIBE_TIMEOUT_MS));
     } catch (error) {
       await connection.close();
       throw error;

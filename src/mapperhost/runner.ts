@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Twins } from '../twin/twins.js';
 import { DeviceUnreachableError, type BoundProperty, type DeviceConnection, type Mapper, type MapperContext, type PropertyValue } from './contract.js';
 import { fromTwinValue, toTwinValue } from './convert.js';
+import { timedOut, withTimeout } from '../timeout.js';
 
 const DEFAULT_CYCLE_MS = 1000;
 const MIN_CYCLE_MS = 10;
@@ -19,14 +20,6 @@ interface Scheduled extends BoundProperty {
   reportCycleMs: number;
   lastReport: number;
   value?: string;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 export class DeviceRunner {
@@ -95,7 +88,7 @@ export class DeviceRunner {
         continue;
       }
       try {
-        await withTimeout(this.connection.write(property, fromTwinValue(twin.expected.value, property.model.type)), READ_TIMEOUT_MS, 'write');
+        await withTimeout(this.connection.write(property, fromTwinValue(twin.expected.value, property.model.type)), READ_TIMEOUT_MS, timedOut('write', READ_TIMEOUT_MS));
         this.log.info({ device: this.device.id, property: name, value: twin.expected.value }, 'desired value written');
         if (property.model.accessMode !== 'WriteOnly') await this.collect([property], true);
       } catch (error) {
@@ -226,14 +219,14 @@ export class DeviceRunner {
   private async readGroup(connection: DeviceConnection, properties: Scheduled[]): Promise<Array<PropertyValue | Error>> {
     if (connection.readMany) {
       try {
-        return await withTimeout(connection.readMany(properties), READ_TIMEOUT_MS, 'read');
+        return await withTimeout(connection.readMany(properties), READ_TIMEOUT_MS, timedOut('read', READ_TIMEOUT_MS));
       } catch (error) {
         return properties.map(() => error as Error);
       }
     }
     const values: Array<PropertyValue | Error> = [];
     for (const property of properties) {
-      values.push(await withTimeout(connection.read(property), READ_TIMEOUT_MS, 'read').catch((error: unknown) => error as Error));
+      values.push(await withTimeout(connection.read(property), READ_TIMEOUT_MS, timedOut('read', READ_TIMEOUT_MS)).catch((error: unknown) => error as Error));
     }
     return values;
   }
