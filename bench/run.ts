@@ -1,4 +1,5 @@
 /** `npm run bench [-- NAME…]`: runs the named benchmarks, or all, each printing one JSON line. */
+import { ble } from './ble/index.js';
 import { footprint } from './footprint.js';
 import { modbusPoll } from './modbus-poll.js';
 import { startup } from './startup.js';
@@ -11,6 +12,7 @@ const benchmarks: Record<string, () => Promise<void>> = {
   startup,
   'modbus-poll': modbusPoll,
   wifi,
+  ble,
 };
 
 const names = process.argv.slice(2);

@@ -52,7 +52,8 @@ export class DeviceRunner {
         name: property.name,
         visitor: property.visitor,
         model: modelProperty,
-        reportCycleMs: Math.max(collect, property.reportCycleMs ?? collect),
+        // Not bound to the collect cycle: values a device pushes can be reported more often.
+        reportCycleMs: property.reportCycleMs ?? collect,
         lastReport: 0,
       };
       this.properties.set(property.name, scheduled);
@@ -144,7 +145,11 @@ export class DeviceRunner {
     if (!this.stopped) this.scheduleReconnect();
   }
 
-  /** A value the device sent on its own: reported now unless its reportCycle holds it back for the next collect. */
+  /**
+   * A value the device sent on its own: reported now, or, within its reportCycle of the last
+   * report, once that cycle is over (the latest value then), so a chatty device is throttled and
+   * a quiet one is not left waiting for the next collect.
+   */
   private receive(name: string, raw: PropertyValue): void {
     const property = this.properties.get(name);
     if (!property || this.stopped) return;
@@ -156,11 +161,18 @@ export class DeviceRunner {
     }
     this.failures = 0;
     this.setState('online');
-    const now = Date.now();
-    if (now - property.lastReport < property.reportCycleMs) return;
-    property.lastReport = now;
+    const wait = property.lastReport + property.reportCycleMs - Date.now();
+    if (wait <= 0) return this.reportPushed(property);
+    const key = `report:${name}`;
+    if (!this.timers.has(key)) this.timers.set(key, setTimeout(() => this.reportPushed(property), wait));
+  }
+
+  private reportPushed(property: Scheduled): void {
+    this.timers.delete(`report:${property.name}`);
+    if (this.stopped || property.value === undefined) return;
+    property.lastReport = Date.now();
     try {
-      this.twins.report(this.device.id, { [name]: property.value });
+      this.twins.report(this.device.id, { [property.name]: property.value });
     } catch (error) {
       this.log.warn({ device: this.device.id, err: (error as Error).message }, 'twin rejected reported values');
     }
