@@ -6,6 +6,7 @@ import type { Bus } from './bus/bus.js';
 import { KubeEdgeProtocol } from './bus/kubeedge.js';
 import { ApiServer } from './api/server.js';
 import type { Config } from './config.js';
+import type { CloudStatus, EdgeHub } from './cloud/edgehub.js';
 import { formatError, loadCatalog, type Catalog } from './devices/load.js';
 import type { Device } from './devices/model.js';
 import type { Logger } from './log.js';
@@ -23,6 +24,8 @@ export interface Agent {
   /** The manifests as last loaded. */
   readonly catalog: Catalog;
   readonly wifi: Wifi;
+  /** The cloud link, when enabled. */
+  readonly cloud?: EdgeHub;
   /** Loads the manifests again and applies the difference, as `membership/updated` announces it. */
   reload(): void;
   stop(): Promise<void>;
@@ -81,11 +84,29 @@ function syncCatalog(twins: Twins, catalog: Catalog, node: string): { added: Dev
 
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const started = performance.now();
-  let catalog = loadCatalog(config.profiles);
-  logCatalog(catalog, log);
-
   const store = new TwinStore(join(config.dataDir, 'twin.db'), config.twin.historySize);
   const twins = new Twins(store, (error) => log.error({ err: error }, 'twin listener failed'));
+
+  let catalog: Catalog;
+  // Loaded only with the cloud link enabled: WebSocket, TLS and certificate code cost memory.
+  const cloud: EdgeHub | undefined = config.cloud.enabled
+    ? new (await import('./cloud/edgehub.js')).EdgeHub({
+        config: config.cloud,
+        node: config.node,
+        dataDir: config.dataDir,
+        store,
+        twins,
+        log,
+        reports: (id, property): boolean => {
+          if (!cloud?.objects.has('device', id)) return false;
+          return property === undefined || catalog.devices.get(id)?.properties.find((p) => p.name === property)?.reportToCloud !== false;
+        },
+        objectsChanged: () => apply('cloud'),
+      })
+    : undefined;
+  const load = () => loadCatalog(config.profiles, cloud?.objects.list() ?? []);
+  catalog = load();
+  logCatalog(catalog, log);
   syncCatalog(twins, catalog, config.node);
   await twins.flushed();
 
@@ -103,18 +124,21 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     if (bus.wants(wifiTopic)) bus.publish(wifiTopic, JSON.stringify(report));
   });
 
-  const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, wifi, node: config.node, mqttUrl: bus.url, log });
+  const cloudStatus = (): CloudStatus | { enabled: false } => cloud?.status() ?? { enabled: false };
+  const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, wifi, cloud: cloudStatus, node: config.node, mqttUrl: bus.url, log });
   const apiPort = await api.start();
 
   const managed = managedDevices(catalog, config.node);
-  let host = new MapperHost(builtinMappers, twins, log, bus.url);
+  const host = new MapperHost(builtinMappers, twins, log, bus.url);
   host.start(managed, catalog.models);
+  cloud?.start();
 
   log.info(
     {
       node: config.node,
       mqtt: bus.url,
       api: `http://${config.api.host}:${apiPort}`,
+      cloud: config.cloud.enabled ? config.cloud.server : undefined,
       devices: catalog.devices.size,
       managed: managed.length,
       readyMs: Math.round(performance.now() - started),
@@ -122,33 +146,37 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     'agent ready',
   );
 
-  let reloading = Promise.resolve();
-  const reload = async () => {
-    const next = loadCatalog(config.profiles);
-    logCatalog(next, log);
-    await host.stop();
-    catalog = next;
-    const { added, removed } = syncCatalog(twins, catalog, config.node);
-    await twins.flushed();
-    protocol.announceMembership(added, removed);
-    host = new MapperHost(builtinMappers, twins, log, bus.url);
-    host.start(managedDevices(catalog, config.node), catalog.models);
-    log.info({ added: added.map((d) => d.id), removed: removed.map((d) => d.id) }, 'profiles reloaded');
-  };
+  /** Serves the manifests and cloud objects as they are now: only what changed is restarted. */
+  let applying = Promise.resolve();
+  function apply(why: 'profiles' | 'cloud'): Promise<void> {
+    applying = applying.then(async () => {
+      const next = load();
+      logCatalog(next, log);
+      catalog = next;
+      const { added, removed } = syncCatalog(twins, catalog, config.node);
+      await twins.flushed();
+      protocol.announceMembership(added, removed);
+      await host.apply(managedDevices(catalog, config.node), catalog.models);
+      log.info({ why, added: added.map((d) => d.id), removed: removed.map((d) => d.id) }, 'devices updated');
+    });
+    return applying;
+  }
 
   return {
     twins,
     bus,
     apiPort,
     wifi,
+    cloud,
     get catalog() {
       return catalog;
     },
     reload() {
-      reloading = reloading.then(reload).catch((error: unknown) => log.error({ err: error }, 'profile reload failed'));
+      apply('profiles').catch((error: unknown) => log.error({ err: error }, 'profile reload failed'));
     },
     async stop() {
-      await reloading;
+      await cloud?.stop();
+      await applying.catch(() => undefined);
       await host.stop();
       await wifi.stop();
       await api.stop();

@@ -4,6 +4,7 @@
  * The V8 flags on the first line keep the young generation small and the heap growing slowly:
  * the agent is meant for 1 GB gateways (bench/footprint measures it).
  */
+import type { CloudStatus } from './cloud/edgehub.js';
 import { parseArgs } from 'node:util';
 import { ApiClient, ApiClientError } from './api/client.js';
 import { ConfigError, resolveConfig } from './config.js';
@@ -20,6 +21,7 @@ Commands:
   twin get NS/NAME                show a device's twin (desired and reported values)
   twin set NS/NAME PROPERTY VALUE set a desired value
   wifi                            WiFi identities, their APs and link quality, and the APs in reach
+  cloud                           the KubeEdge cloud link: connection, node, queued reports
   help                            this text
 
 Client commands take --api URL (default: the local agent) and --json.
@@ -205,6 +207,17 @@ async function wifi(values: Values): Promise<void> {
   if (state.lastRecoveryMs !== undefined) console.log(`last recovery after losing an AP: ${state.lastRecoveryMs} ms`);
 }
 
+async function cloud(values: Values): Promise<void> {
+  const state = await client(values).request<Partial<CloudStatus> & { enabled?: false }>('GET', '/api/v1/cloud');
+  if (values.json) return console.log(JSON.stringify(state, null, 2));
+  if (!state.link) return console.log('cloud link disabled (cloud.enabled in the config)');
+  const { link, outbox } = state;
+  console.log(`${link.connected ? 'connected' : 'disconnected'} ${link.url}${link.since && link.connected ? ` since ${link.since}` : ''}${link.lastError ? ` (last error: ${link.lastError})` : ''}`);
+  console.log(`node ${state.registered ? 'registered' : 'not registered'}; certificate expires ${link.certificateExpires ?? '-'}`);
+  console.log(`from the cloud: ${state.devices} devices, ${state.models} models; ${link.badMessages} bad and ${state.unsupportedMessages} unsupported messages`);
+  console.log(`reports queued: ${outbox!.queued} (${outbox!.bytes} bytes), in flight ${outbox!.inFlight}, dropped ${outbox!.dropped}, coalesced ${outbox!.coalesced}`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   const [command, ...rest] = positionals;
@@ -226,6 +239,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'wifi':
       await wifi(values);
+      return 0;
+    case 'cloud':
+      await cloud(values);
       return 0;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);

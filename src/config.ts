@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import yaml from 'js-yaml';
 import * as v from 'valibot';
 import { parseWith } from './schema.js';
+import { cloudSection } from './cloud/config.js';
 import { wifiSection } from './wifi/config.js';
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
@@ -35,6 +36,7 @@ export const configSchema = v.strictObject({
   twin: v.optional(twinSection, {}),
   log: v.optional(logSection, {}),
   wifi: v.optional(wifiSection, {}),
+  cloud: v.optional(cloudSection, {}),
   /** Control sockets and helper scripts (wpa_supplicant, DHCP); unix socket paths must stay short. */
   runDir: v.optional(v.string(), () => (process.getuid?.() === 0 ? '/run/edge-agent' : `/tmp/edge-agent-${process.getuid?.() ?? 0}`)),
 });

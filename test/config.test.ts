@@ -33,6 +33,17 @@ const DEFAULTS: Config = {
   twin: { historySize: 100 },
   log: { level: 'info' },
   wifi: wifiConfig({}),
+  cloud: {
+    enabled: false,
+    httpsPort: 10002,
+    websocketPort: 10000,
+    projectId: 'e632aba927ea4ac2b575ec1603d56f10',
+    nodeNamespace: 'default',
+    heartbeatMs: 15_000,
+    nodeStatusIntervalMs: 10_000,
+    window: 256,
+    queue: { coalesce: false, maxBytes: 256 * 1024 * 1024, whenFull: 'drop-oldest' },
+  },
   runDir: process.getuid?.() === 0 ? '/run/edge-agent' : `/tmp/edge-agent-${process.getuid?.()}`,
 };
 
@@ -84,6 +95,7 @@ log:
       twin: { historySize: 10 },
       log: { level: 'debug' },
       wifi: DEFAULTS.wifi,
+      cloud: DEFAULTS.cloud,
       runDir: DEFAULTS.runDir,
     });
   });

@@ -29,6 +29,8 @@ export interface ApiOptions {
   port: number;
   twins: Twins;
   wifi: Wifi;
+  /** The cloud link's state. */
+  cloud: () => unknown;
   node: string;
   mqttUrl: string;
   log: Logger;
@@ -129,6 +131,7 @@ export class ApiServer {
 
     if (method === 'GET' && url.pathname === '/healthz') return { status: 'ok', node: this.options.node, mqtt: this.options.mqttUrl };
     if (method === 'GET' && url.pathname === '/api/v1/wifi') return this.options.wifi.state();
+    if (method === 'GET' && url.pathname === '/api/v1/cloud') return this.options.cloud();
     if (route !== `${method} /api/v1` || parts[2] !== 'devices') throw new HttpError(404, `no route for ${method} ${url.pathname}`);
 
     const [, , , namespace, name, sub, side, extra] = parts;

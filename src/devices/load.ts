@@ -155,9 +155,22 @@ export function parseManifests(file: string, text: string, catalog: Catalog = em
   return catalog;
 }
 
-/** Loads every manifest under the given files and directories; invalid documents are reported, the rest kept. */
-export function loadCatalog(paths: string[]): Catalog {
+/** One Device or DeviceModel object read on its own (references are not checked): what it is, or why it cannot be served. */
+export function parseObject(object: unknown): { errors: string[]; device?: Device; model?: DeviceModel } {
   const catalog = emptyCatalog();
+  loadDocument(catalog, { file: 'object', index: 0 }, object);
+  const errors = catalog.errors.map((e) => `${e.path || '(root)'}: ${e.reason}`);
+  if (catalog.notes.length > 0) errors.push('not a KubeEdge Device or DeviceModel');
+  return { errors, device: [...catalog.devices.values()][0], model: [...catalog.models.values()][0] };
+}
+
+/**
+ * Loads every manifest under the given files and directories, after the objects the cloud sent
+ * (which win over a manifest of the same id); invalid documents are reported, the rest kept.
+ */
+export function loadCatalog(paths: string[], cloudObjects: Array<{ id: string; object: unknown }> = []): Catalog {
+  const catalog = emptyCatalog();
+  for (const { id, object } of cloudObjects) loadDocument(catalog, { file: `cloud:${id}`, index: 0 }, object);
   for (const path of paths) {
     let files: string[];
     try {

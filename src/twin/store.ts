@@ -220,6 +220,26 @@ export class TwinStore {
     this.schedule();
   }
 
+  /** A statement on the twin database, for tables kept beside the twin (the cloud outbox). */
+  prepare(sql: string): Database.Statement {
+    return this.db.prepare(sql);
+  }
+
+  exec(sql: string): void {
+    this.db.exec(sql);
+  }
+
+  /** Runs `write` in the next group commit, after the twin writes queued before it. */
+  queue(write: () => void): void {
+    this.pending.push(write);
+    this.schedule();
+  }
+
+  /** Runs `writes` in a transaction of their own, now. */
+  transaction(writes: () => void): void {
+    this.db.transaction(writes)();
+  }
+
   /** Resolves when everything queued so far is committed. */
   flushed(): Promise<void> {
     if (!this.scheduled) return Promise.resolve();

@@ -10,7 +10,7 @@ import type { DeviceAttribute, DeviceRecord, MsgTwin, TwinProperty, TwinVersion 
 import { DELETED, DEVICE_STATES, TwinError, toMsgTwin } from './types.js';
 import { checkTwinKey, checkTwinValue, checkValueType, TWIN_TYPES } from './validate.js';
 
-export type Origin = 'mqtt' | 'api' | 'mapper' | 'manifest';
+export type Origin = 'mqtt' | 'api' | 'mapper' | 'manifest' | 'cloud';
 
 export interface TwinDoc {
   last: MsgTwin | null;
@@ -61,6 +61,11 @@ export class TwinChange {
     return this.builtResult;
   }
 
+  /** The changed twins whole, with versions, as EdgeCore's devicetwin syncs them to the cloud; a deleted one typed `deleted`. */
+  get synced(): Record<string, MsgTwin> {
+    return Object.fromEntries(this.keys.map(({ key, current }) => [key, current ? toMsgTwin(current, true) : { metadata: { type: DELETED } }]));
+  }
+
   get document(): Record<string, TwinDoc> {
     this.builtDocument ??= Object.fromEntries(
       this.keys.map(({ key, last, current }) => [key, { last: last ? toMsgTwin(last) : null, current: current ? toMsgTwin(current) : null }]),
@@ -74,7 +79,7 @@ export interface StateChange {
   origin: Origin;
 }
 
-type PendingEvent = { kind: 'changed'; event: TwinChange } | { kind: 'state'; event: StateChange };
+export type PendingEvent = { kind: 'changed'; event: TwinChange } | { kind: 'state'; event: StateChange };
 
 interface TwinEvents {
   changed: [TwinChange];
@@ -138,6 +143,7 @@ export function checkTwinUpdate(update: TwinUpdate): void {
 
 export class Twins extends EventEmitter<TwinEvents> {
   private readonly devices = new Map<string, DeviceRecord>();
+  private readonly stagers: Array<(event: PendingEvent) => void> = [];
   /** Events of changes not yet committed, in order. */
   private readonly pending: PendingEvent[] = [];
 
@@ -314,10 +320,20 @@ export class Twins extends EventEmitter<TwinEvents> {
   }
 
   /**
+   * Calls `stager` with every change as it is made, before it is committed: what the stager
+   * queues on the store (`TwinStore.queue`) is committed in the same transaction, so it
+   * survives exactly when the change does.
+   */
+  onStaged(stager: (event: PendingEvent) => void): void {
+    this.stagers.push(stager);
+  }
+
+  /**
    * Queues an event until its change is committed: one callback per batch, not per change.
    * If the commit fails, the devices it touched are reloaded from SQLite instead.
    */
   private announce(pending: PendingEvent): void {
+    for (const stager of this.stagers) stager(pending);
     this.pending.push(pending);
     if (this.pending.length > 1) return;
     this.store.afterCommit(

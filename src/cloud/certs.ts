@@ -1,0 +1,246 @@
+/**
+ * The edge's identity towards CloudCore, obtained as EdgeCore's CertManager does: the CA from
+ * /ca.crt (fetched unverified, then pinned by the hash in the join token), and a certificate for
+ * a fresh P-256 key from /edge.crt, the first time with the token's JWT, later with the current
+ * certificate as TLS client certificate.
+ */
+import { createHash, createPrivateKey, generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { request, type RequestOptions } from 'node:https';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+
+export interface CloudCredentials {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+  notAfter: Date;
+  notBefore: Date;
+}
+
+export interface CertOptions {
+  /** Host name or IP address of CloudCore. */
+  server: string;
+  /** CloudCore's certificate service, 10002 by default. */
+  httpsPort: number;
+  node: string;
+  /** keadm's join token: `<sha256 hex of the CA DER>.<JWT>`. */
+  token?: string;
+  /** Where ca.crt, edge.crt and edge.key are kept, e.g. `<dataDir>/cloud`. */
+  dir: string;
+  log: Logger;
+}
+
+export class CertificateError extends Error {}
+
+const CA_FILE = 'ca.crt';
+const CERT_FILE = 'edge.crt';
+const KEY_FILE = 'edge.key';
+const REQUEST_TIMEOUT_MS = 30_000;
+/** EdgeCore's MaxRespBodyLength. */
+const MAX_BODY_BYTES = 1 << 20;
+
+/** Existing valid credentials from `dir`, or a bootstrap with the token (CertificateError if none/invalid). */
+export async function ensureCredentials(options: CertOptions): Promise<CloudCredentials> {
+  const stored = await loadCredentials(options.dir);
+  if ('credentials' in stored) {
+    options.log.info({ notAfter: stored.credentials.notAfter }, 'using the stored edge certificate');
+    return stored.credentials;
+  }
+  if (!options.token) throw new CertificateError(`${stored.problem}, and there is no join token to request a certificate with`);
+  options.log.info({ reason: stored.problem }, 'requesting an edge certificate with the join token');
+  const { caHash, jwt } = splitToken(options.token);
+  const caBytes = await get(options, '/ca.crt', { rejectUnauthorized: false });
+  const received = createHash('sha256').update(caBytes).digest('hex');
+  if (received !== caHash) {
+    throw new CertificateError(`join token does not match the cloud's CA: the token pins ${caHash}, ${url(options, '/ca.crt')} served a CA hashing to ${received}`);
+  }
+  const ca = parseCertificate(caBytes, `the CA from ${url(options, '/ca.crt')}`);
+  const credentials = await requestCertificate(options, ca, { headers: { Authorization: `Bearer ${jwt}` } });
+  options.log.info({ notAfter: credentials.notAfter }, 'edge certificate issued');
+  return credentials;
+}
+
+/** Re-issues the edge certificate with the current one as TLS client certificate and a fresh key: GET /edge.crt. */
+export async function rotateCredentials(current: CloudCredentials, options: CertOptions): Promise<CloudCredentials> {
+  const ca = parseCertificate(current.caPem, 'the stored CA');
+  const credentials = await requestCertificate(options, ca, { cert: current.certPem, key: current.keyPem });
+  options.log.info({ notAfter: credentials.notAfter }, 'edge certificate rotated');
+  return credentials;
+}
+
+/** When to rotate: at a random point between 70% and 90% of the lifetime (as EdgeCore does). */
+export function rotationDelayMs(credentials: CloudCredentials, now = Date.now(), random: () => number = Math.random): number {
+  const notBefore = credentials.notBefore.getTime();
+  const lifetime = credentials.notAfter.getTime() - notBefore;
+  return Math.max(0, notBefore + lifetime * (0.7 + 0.2 * random()) - now);
+}
+
+function splitToken(token: string): { caHash: string; jwt: string } {
+  const [caHash, ...jwt] = token.split('.');
+  if (jwt.length !== 3) throw new CertificateError(`join token is malformed: expected <CA hash>.<JWT>, 4 dot-separated parts, got ${jwt.length + 1}`);
+  return { caHash: caHash!, jwt: jwt.join('.') };
+}
+
+type Stored = { credentials: CloudCredentials } | { problem: string };
+
+async function loadCredentials(dir: string): Promise<Stored> {
+  let files: string[];
+  try {
+    files = await Promise.all([CA_FILE, CERT_FILE, KEY_FILE].map((name) => readFile(join(dir, name), 'utf8')));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { problem: `no edge certificate in ${dir}` };
+    return { problem: `cannot read the edge certificate in ${dir}: ${(error as Error).message}` };
+  }
+  const [caPem, certPem, keyPem] = files as [string, string, string];
+  try {
+    const credentials = checkedCredentials(new X509Certificate(caPem), new X509Certificate(certPem), createPrivateKey(keyPem));
+    if (credentials.notAfter.getTime() <= Date.now()) return { problem: `the edge certificate in ${dir} expired on ${credentials.notAfter.toISOString()}` };
+    return { credentials };
+  } catch (error) {
+    return { problem: `the edge certificate in ${dir} is unusable: ${(error as Error).message}` };
+  }
+}
+
+/** The credentials if `cert` was signed by `ca` for `key`. */
+function checkedCredentials(ca: X509Certificate, cert: X509Certificate, key: KeyObject): CloudCredentials {
+  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) {
+    throw new CertificateError(`certificate ${cert.subject.replace(/\n/g, ', ')} is not signed by the CA ${ca.subject.replace(/\n/g, ', ')}`);
+  }
+  if (!cert.checkPrivateKey(key)) throw new CertificateError('certificate and private key do not belong together');
+  return {
+    caPem: ca.toString(),
+    certPem: cert.toString(),
+    keyPem: key.export({ type: 'sec1', format: 'pem' }).toString(),
+    notAfter: new Date(cert.validTo),
+    notBefore: new Date(cert.validFrom),
+  };
+}
+
+/** The join token's JWT, or the current certificate and key as TLS client certificate. */
+type Authentication = { headers: { Authorization: string } } | { cert: string; key: string };
+
+/** GET /edge.crt for a fresh key (body: the CSR's DER), verifying CloudCore against `ca`; stores and returns the result. */
+async function requestCertificate(options: CertOptions, ca: X509Certificate, auth: Authentication): Promise<CloudCredentials> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const csr = certificateRequest(options.node, privateKey, publicKey);
+  const headers = { ...('headers' in auth ? auth.headers : {}), NodeName: options.node };
+  const answer = await get(options, '/edge.crt', { ...auth, ca: ca.toString(), headers }, csr);
+  const cert = parseCertificate(answer, `the certificate from ${url(options, '/edge.crt')}`);
+  let credentials: CloudCredentials;
+  try {
+    credentials = checkedCredentials(ca, cert, privateKey);
+  } catch (error) {
+    throw new CertificateError(`${url(options, '/edge.crt')} returned an unusable certificate: ${(error as Error).message}`);
+  }
+  await saveCredentials(options.dir, credentials);
+  return credentials;
+}
+
+function parseCertificate(derOrPem: Buffer | string, what: string): X509Certificate {
+  try {
+    return new X509Certificate(derOrPem);
+  } catch (error) {
+    throw new CertificateError(`${what} is not a certificate: ${(error as Error).message}`);
+  }
+}
+
+// DER pieces of a PKCS#10 request (RFC 2986); node:crypto signs but cannot build one.
+const OID_ORGANIZATION = Buffer.from('060355040a', 'hex'); // 2.5.4.10
+const OID_COMMON_NAME = Buffer.from('0603550403', 'hex'); // 2.5.4.3
+const OID_ECDSA_WITH_SHA256 = Buffer.from('06082a8648ce3d040302', 'hex'); // 1.2.840.10045.4.3.2
+const VERSION_1 = Buffer.from('020100', 'hex');
+const NO_ATTRIBUTES = Buffer.from('a000', 'hex');
+
+/** The CSR EdgeCore sends: subject O=system:nodes, CN=system:node:<node>, signed with ECDSA SHA-256. */
+function certificateRequest(node: string, privateKey: KeyObject, publicKey: KeyObject): Buffer {
+  const attribute = (oid: Buffer, value: string) => der(0x31, der(0x30, oid, der(0x0c, Buffer.from(value, 'utf8'))));
+  const subject = der(0x30, attribute(OID_ORGANIZATION, 'system:nodes'), attribute(OID_COMMON_NAME, `system:node:${node}`));
+  const info = der(0x30, VERSION_1, subject, publicKey.export({ type: 'spki', format: 'der' }), NO_ATTRIBUTES);
+  const signature = sign('sha256', info, privateKey);
+  return der(0x30, info, der(0x30, OID_ECDSA_WITH_SHA256), der(0x03, Buffer.from([0]), signature));
+}
+
+function der(tag: number, ...contents: Buffer[]): Buffer {
+  const body = Buffer.concat(contents);
+  return Buffer.concat([Buffer.from([tag, ...derLength(body.length)]), body]);
+}
+
+function derLength(length: number): number[] {
+  if (length < 0x80) return [length];
+  const bytes = [];
+  for (let rest = length; rest > 0; rest >>= 8) bytes.unshift(rest & 0xff);
+  return [0x80 | bytes.length, ...bytes];
+}
+
+async function saveCredentials(dir: string, credentials: CloudCredentials): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  await writeAtomically(join(dir, CA_FILE), credentials.caPem);
+  await writeAtomically(join(dir, KEY_FILE), credentials.keyPem);
+  await writeAtomically(join(dir, CERT_FILE), credentials.certPem);
+  const directory = await open(dir, 'r');
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}
+
+/** A crash leaves the old file or the new one, never part of a key. */
+async function writeAtomically(path: string, data: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  const file = await open(temp, 'w', 0o600);
+  try {
+    await file.chmod(0o600);
+    await file.writeFile(data);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temp, path);
+}
+
+function url(options: CertOptions, path: string): string {
+  const host = options.server.includes(':') ? `[${options.server}]` : options.server;
+  return `https://${host}:${options.httpsPort}${path}`;
+}
+
+/** The body of a 200 answer to GET `path` (which EdgeCore sends with a body), or a CertificateError. */
+function get(options: CertOptions, path: string, tls: RequestOptions & { headers?: Record<string, string> }, body?: Buffer): Promise<Buffer> {
+  const target = url(options, path);
+  return new Promise((resolve, reject) => {
+    const fail = (message: string) => reject(new CertificateError(message));
+    const req = request(target, {
+      ...tls,
+      method: 'GET',
+      agent: false,
+      timeout: REQUEST_TIMEOUT_MS,
+      headers: { ...tls.headers, ...(body ? { 'Content-Length': body.length } : {}) },
+    });
+    req.on('timeout', () => {
+      fail(`the cloud is unreachable at ${target}: no answer within ${REQUEST_TIMEOUT_MS} ms`);
+      req.destroy();
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      // Socket errors carry the failing syscall; TLS failures (an unexpected CA, a refused client certificate) do not.
+      fail(error.syscall ? `the cloud is unreachable at ${target}: ${error.message}` : `TLS with the cloud at ${target} failed: ${error.message}`);
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= MAX_BODY_BYTES) return void chunks.push(chunk);
+        fail(`${target} answered more than ${MAX_BODY_BYTES} bytes`);
+        req.destroy();
+      });
+      res.on('end', () => {
+        const answer = Buffer.concat(chunks);
+        if (res.statusCode === 200) resolve(answer);
+        else fail(`${target} answered ${res.statusCode} ${res.statusMessage ?? ''}: ${answer.toString('utf8').trim()}`);
+      });
+    });
+    req.end(body);
+  });
+}

@@ -1,0 +1,214 @@
+/**
+ * The WebSocket to CloudHub as EdgeHub keeps it: mutual TLS with the edge certificate, the
+ * `node_id`/`project_id`/`ConnectionUse` headers, a keepalive every heartbeat, and a reconnect
+ * with exponential backoff and jitter whenever it drops. The certificate is obtained on the first
+ * connect and rotated before it expires, after which the link reconnects with the new one.
+ */
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import type { Logger } from '../log.js';
+import { ensureCredentials, rotateCredentials, rotationDelayMs, type CertOptions, type CloudCredentials } from './certs.js';
+import type { CloudConfig } from './config.js';
+import { handshakeHeaders, keepalive, MessageError, parseMessage, type BeehiveMessage } from './message.js';
+
+const FIRST_RETRY_MS = 1000;
+const MAX_RETRY_MS = 60_000;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const ROTATION_RETRY_MS = 60_000;
+
+interface LinkEvents {
+  connected: [];
+  disconnected: [reason: string];
+  message: [BeehiveMessage];
+}
+
+export interface LinkStatus {
+  connected: boolean;
+  url: string;
+  since?: string;
+  lastError?: string;
+  connects: number;
+  certificateExpires?: string;
+  badMessages: number;
+}
+
+/** ±20 %: a fleet that lost its cloud together must not come back in one wave. */
+function jittered(ms: number): number {
+  return Math.round(ms * (0.8 + Math.random() * 0.4));
+}
+
+export class CloudLink extends EventEmitter<LinkEvents> {
+  private socket?: WebSocket;
+  private credentials?: CloudCredentials;
+  private retryMs = FIRST_RETRY_MS;
+  private stopped = false;
+  private readonly timers = new Map<'retry' | 'keepalive' | 'rotate', NodeJS.Timeout>();
+  private readonly status: LinkStatus;
+  private readonly certOptions: CertOptions;
+
+  constructor(
+    private readonly config: CloudConfig,
+    private readonly node: string,
+    dataDir: string,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.status = { connected: false, url: `wss://${config.server}:${config.websocketPort}/${config.projectId}/${node}/events`, connects: 0, badMessages: 0 };
+    this.certOptions = { server: config.server!, httpsPort: config.httpsPort, node, token: config.token, dir: join(dataDir, 'cloud'), log };
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  get connected(): boolean {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  /** Bytes accepted by send() and not yet written to the socket. */
+  get buffered(): number {
+    return this.socket?.bufferedAmount ?? 0;
+  }
+
+  state(): LinkStatus {
+    return { ...this.status, connected: this.connected };
+  }
+
+  /** False when there is no connection: the caller keeps the message for the next one. */
+  send(message: BeehiveMessage | string): boolean {
+    if (!this.connected) return false;
+    this.socket!.send(typeof message === 'string' ? message : JSON.stringify(message));
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    const socket = this.socket;
+    if (!socket || socket.readyState === WebSocket.CLOSED) return;
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.close(1000, 'edge stopping');
+    const force = setTimeout(() => socket.terminate(), 2000);
+    await closed;
+    clearTimeout(force);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      this.credentials ??= await ensureCredentials(this.certOptions);
+      this.scheduleRotation();
+      await this.open(this.credentials);
+    } catch (error) {
+      this.fail((error as Error).message);
+    }
+  }
+
+  private open(credentials: CloudCredentials): Promise<void> {
+    const socket = new WebSocket(this.status.url, {
+      headers: handshakeHeaders(this.node, this.config.projectId),
+      ca: credentials.caPem,
+      cert: credentials.certPem,
+      key: credentials.keyPem,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      perMessageDeflate: false,
+    });
+    this.socket = socket;
+    return new Promise((resolve, reject) => {
+      let opened = false;
+      // Errors after the first one (a refused upgrade is followed by its socket's error) only update the status.
+      socket.on('error', (error) => {
+        this.status.lastError = error.message;
+        if (!opened) reject(new Error(`cannot reach CloudHub at ${this.status.url}: ${error.message}`));
+      });
+      socket.once('unexpected-response', (_request, response) => {
+        reject(new Error(`CloudHub refused the connection: HTTP ${response.statusCode} ${response.statusMessage ?? ''}`.trim()));
+        socket.terminate();
+      });
+      socket.once('open', () => {
+        opened = true;
+        this.opened(socket);
+        resolve();
+      });
+    });
+  }
+
+  private opened(socket: WebSocket): void {
+    this.retryMs = FIRST_RETRY_MS;
+    this.status.connects++;
+    this.status.since = new Date().toISOString();
+    this.status.lastError = undefined;
+    this.log.info({ url: this.status.url, connects: this.status.connects }, 'connected to the cloud');
+    let alive = true;
+    socket.on('pong', () => (alive = true));
+    this.timers.set(
+      'keepalive',
+      setInterval(() => {
+        // A cloud that vanished without closing the TCP connection answers no ping: give up on it.
+        if (!alive) return socket.terminate();
+        alive = false;
+        socket.ping();
+        this.send(keepalive());
+      }, this.config.heartbeatMs),
+    );
+    socket.on('message', (data, isBinary) => this.receive(isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString()));
+    socket.once('close', (code, reason) => {
+      clearInterval(this.timers.get('keepalive'));
+      this.timers.delete('keepalive');
+      if (this.socket === socket) this.socket = undefined;
+      const why = `connection closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`;
+      this.emit('disconnected', why);
+      this.fail(this.status.lastError ?? why);
+    });
+    this.emit('connected');
+  }
+
+  private receive(frame: string): void {
+    let message: BeehiveMessage;
+    try {
+      message = parseMessage(frame);
+    } catch (error) {
+      if (!(error instanceof MessageError)) throw error;
+      this.status.badMessages++;
+      this.log.warn({ err: error.message, frame: frame.slice(0, 200) }, 'bad message from the cloud ignored');
+      return;
+    }
+    this.emit('message', message);
+  }
+
+  private fail(reason: string): void {
+    if (this.stopped) return;
+    this.status.lastError = reason;
+    const delay = jittered(this.retryMs);
+    this.log.warn({ err: reason, retryMs: delay }, 'cloud link down');
+    this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
+    clearTimeout(this.timers.get('retry'));
+    this.timers.set('retry', setTimeout(() => void this.connect(), delay));
+  }
+
+  private scheduleRotation(delay = rotationDelayMs(this.credentials!)): void {
+    if (this.timers.has('rotate')) return;
+    this.status.certificateExpires = this.credentials!.notAfter.toISOString();
+    this.timers.set(
+      'rotate',
+      setTimeout(() => {
+        this.timers.delete('rotate');
+        void this.rotate();
+      }, Math.min(delay, 2 ** 31 - 1)),
+    );
+  }
+
+  private async rotate(): Promise<void> {
+    try {
+      this.credentials = await rotateCredentials(this.credentials!, this.certOptions);
+      this.log.info({ notAfter: this.credentials.notAfter.toISOString() }, 'edge certificate rotated');
+      this.scheduleRotation();
+      // The open connection still uses the old certificate: reconnect with the new one, as EdgeHub does.
+      this.socket?.close(1000, 'certificate rotated');
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message, retryMs: ROTATION_RETRY_MS }, 'edge certificate rotation failed');
+      this.scheduleRotation(ROTATION_RETRY_MS);
+    }
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * This gateway as a Kubernetes v1.Node, the way EdgeCore's edged registers it: capacity and
+ * allocatable CPU and memory, nodeInfo, addresses and a Ready condition, from systeminformation.
+ * Registered with `insert` on `<ns>/node/<node>`, kept fresh with `patch` on `<ns>/nodepatch/<node>`.
+ */
+import si from 'systeminformation';
+import type { CloudConfig } from './config.js';
+import { newMessage, type BeehiveMessage } from './message.js';
+
+/** KubeEdge's edged reserves nothing by default; pods are not run here, the count only has to parse. */
+const MAX_PODS = '110';
+const AGENT_VERSION = 'v1.29.0-edge-agent';
+
+interface NodeFacts {
+  architecture: string;
+  kernelVersion: string;
+  osImage: string;
+  machineID: string;
+  cpu: string;
+  memory: string;
+  addresses: Array<{ type: string; address: string }>;
+}
+
+const ARCHITECTURES: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386' };
+
+export async function nodeFacts(node: string): Promise<NodeFacts> {
+  const [os, mem, cpu, interfaces, uuid] = await Promise.all([si.osInfo(), si.mem(), si.cpu(), si.networkInterfaces(), si.uuid()]);
+  const external = (Array.isArray(interfaces) ? interfaces : [interfaces]).filter((i) => !i.internal && i.ip4);
+  return {
+    architecture: ARCHITECTURES[os.arch] ?? os.arch,
+    kernelVersion: os.kernel,
+    osImage: `${os.distro} ${os.release}${os.codename ? ` (${os.codename})` : ''}`,
+    machineID: uuid.os,
+    cpu: String(cpu.cores),
+    memory: `${Math.floor(mem.total / 1024)}Ki`,
+    addresses: [...external.map((i) => ({ type: 'InternalIP', address: i.ip4 })), { type: 'Hostname', address: node }],
+  };
+}
+
+function status(facts: NodeFacts, since: string): Record<string, unknown> {
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const resources = { cpu: facts.cpu, memory: facts.memory, pods: MAX_PODS };
+  return {
+    capacity: resources,
+    allocatable: resources,
+    addresses: facts.addresses,
+    conditions: [{ type: 'Ready', status: 'True', reason: 'EdgeReady', message: 'edge is posting ready status', lastHeartbeatTime: now, lastTransitionTime: since }],
+    nodeInfo: {
+      machineID: facts.machineID,
+      systemUUID: facts.machineID,
+      bootID: '',
+      kernelVersion: facts.kernelVersion,
+      osImage: facts.osImage,
+      containerRuntimeVersion: '',
+      kubeletVersion: AGENT_VERSION,
+      kubeProxyVersion: '',
+      operatingSystem: 'linux',
+      architecture: facts.architecture,
+    },
+  };
+}
+
+export function nodeResource(config: CloudConfig, node: string, kind: 'node' | 'nodepatch'): string {
+  return `${config.nodeNamespace}/${kind}/${node}`;
+}
+
+export function registerNode(config: CloudConfig, node: string, facts: NodeFacts, since: string): BeehiveMessage {
+  const object = {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: node,
+      labels: { 'kubernetes.io/arch': facts.architecture, 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/edge': '', 'node-role.kubernetes.io/agent': '' },
+    },
+    spec: {},
+    status: status(facts, since),
+  };
+  return newMessage({ source: 'edged', group: 'meta', operation: 'insert', resource: nodeResource(config, node, 'node') }, object);
+}
+
+/** A strategic-merge patch of the status, as a JSON string (edged's metaclient sends it so). */
+export function patchNodeStatus(config: CloudConfig, node: string, facts: NodeFacts, since: string): BeehiveMessage {
+  return newMessage({ source: 'edged', group: 'meta', operation: 'patch', resource: nodeResource(config, node, 'nodepatch') }, JSON.stringify({ status: status(facts, since) }));
+}

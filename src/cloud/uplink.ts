@@ -1,0 +1,42 @@
+/**
+ * What goes up as EdgeCore's devicetwin sends it: every twin change of a device this node
+ * manages as `device/<ns>/<name>/twin/edge_updated`, every state change as
+ * `device/<ns>/<name>/state/update`, staged in the outbox with the change itself. Changes the
+ * cloud made are not echoed back, nor properties whose visitor says `reportToCloud: false`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { PendingEvent, Twins } from '../twin/twins.js';
+import type { MsgTwin } from '../twin/types.js';
+import type { Outbox } from './outbox.js';
+
+export const twinResource = (namespace: string, name: string) => `device/${namespace}/${name}/twin/edge_updated`;
+export const stateResource = (namespace: string, name: string) => `device/${namespace}/${name}/state/update`;
+
+/** Whether a device's state (without `property`) or a twin property goes to the cloud. */
+export type ReportFilter = (deviceId: string, property?: string) => boolean;
+
+const mergeTwins = (older: Record<string, unknown>, newer: Record<string, unknown>) => ({
+  ...newer,
+  twin: { ...(older.twin as Record<string, MsgTwin>), ...(newer.twin as Record<string, MsgTwin>) },
+});
+const keepNewer = (_older: Record<string, unknown>, newer: Record<string, unknown>) => newer;
+
+export function stageReports(twins: Twins, outbox: Outbox, reports: ReportFilter): void {
+  twins.onStaged((pending: PendingEvent) => {
+    if (pending.event.origin === 'cloud') return;
+    if (pending.kind === 'changed') {
+      const change = pending.event;
+      const device = twins.get(change.deviceId);
+      if (!device?.managed || !reports(device.id)) return;
+      const twin = Object.fromEntries(Object.entries(change.synced).filter(([key]) => reports(device.id, key)));
+      if (Object.keys(twin).length === 0) return;
+      const content = { event_id: change.eventId || randomUUID(), timestamp: Date.now(), twin };
+      outbox.stage(twinResource(device.namespace, device.name), content, `twin:${device.id}`, mergeTwins);
+      return;
+    }
+    const { device } = pending.event;
+    if (!device.managed || !reports(device.id)) return;
+    const content = { event_id: randomUUID(), timestamp: Date.now(), device: { name: device.name, state: device.state, last_online: device.lastOnline || undefined } };
+    outbox.stage(stateResource(device.namespace, device.name), content, `state:${device.id}`, keepNewer);
+  });
+}
