@@ -1,5 +1,6 @@
 /** `npm run bench [-- NAME…]`: runs the named benchmarks, or all, each printing one JSON line. */
 import { ble } from './ble/index.js';
+import { cloudReplay } from './cloud-replay/index.js';
 import { footprint } from './footprint.js';
 import { modbusPoll } from './modbus-poll.js';
 import { startup } from './startup.js';
@@ -11,6 +12,7 @@ const benchmarks: Record<string, () => Promise<void>> = {
   footprint,
   startup,
   'modbus-poll': modbusPoll,
+  'cloud-replay': cloudReplay,
   wifi,
   ble,
 };

@@ -17,7 +17,7 @@ function servedAs(device: Device, models: Map<string, DeviceModel>): string {
 
 export class MapperHost {
   private readonly runners = new Map<string, DeviceRunner>();
-  /** What each runner was started with, to tell whether a new catalog changes it. */
+  /** What each device was served (or refused) as, to tell whether a new catalog changes it. */
   private readonly served = new Map<string, string>();
   private readonly byProtocol = new Map<string, Mapper>();
   private readonly onChange = (change: TwinChange) => {
@@ -45,21 +45,22 @@ export class MapperHost {
    */
   async apply(devices: Device[], models: Map<string, DeviceModel>): Promise<void> {
     const wanted = new Map(devices.map((d) => [d.id, d]));
-    const stale = [...this.runners.keys()].filter((id) => {
+    const stale = [...this.served.keys()].filter((id) => {
       const device = wanted.get(id);
       return !device || this.served.get(id) !== servedAs(device, models);
     });
-    await Promise.all(stale.map((id) => this.runners.get(id)!.stop()));
+    await Promise.all(stale.map((id) => this.runners.get(id)?.stop()));
     for (const id of stale) {
       this.runners.delete(id);
       this.served.delete(id);
     }
-    for (const device of devices) if (!this.runners.has(device.id)) this.serve(device, models);
+    for (const device of devices) if (!this.served.has(device.id)) this.serve(device, models);
   }
 
   private serve(device: Device, models: Map<string, DeviceModel>): void {
     const mapper = this.byProtocol.get(device.protocol.name);
     const model = models.get(device.modelId);
+    this.served.set(device.id, servedAs(device, models));
     if (!mapper || !model) {
       const reason = mapper ? `no DeviceModel ${device.modelId}` : `no mapper for protocol ${JSON.stringify(device.protocol.name)}`;
       this.log.warn({ device: device.id, protocol: device.protocol.name, reason }, 'device not served');
@@ -68,7 +69,6 @@ export class MapperHost {
     }
     const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.busUrl);
     this.runners.set(device.id, runner);
-    this.served.set(device.id, servedAs(device, models));
     runner.start();
   }
 

@@ -28,6 +28,10 @@ export class Hub implements ControllerState {
   readonly acked = new Set<string>();
   /** node_id, project_id, ConnectionUse and path of each upgrade request, refused ones included. */
   readonly handshakes: Array<Record<string, string>> = [];
+  /** Whether `received` keeps every message (a long replay counts them through `onMessage` instead). */
+  keepMessages = true;
+  /** Called with every upstream message and the size of its frame. */
+  onMessage?: (message: BeehiveMessage, bytes: number) => void;
   /** Whether twin reports and state updates get devicecontroller's "OK". */
   answerTwin = true;
   resourceVersion = 1000;
@@ -121,7 +125,8 @@ export class Hub implements ControllerState {
   private receive(node: string, websocket: WebSocket, frame: string): void {
     try {
       const message = parseMessage(frame);
-      this.received.push(message);
+      if (this.keepMessages) this.received.push(message);
+      this.onMessage?.(message, Buffer.byteLength(frame));
       for (const waiter of this.waiters) if (waiter.predicate(message)) waiter.resolve(message);
       const answer = answerUpstream(this, message);
       if (answer) websocket.send(JSON.stringify(answer));
