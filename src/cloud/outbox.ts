@@ -52,6 +52,9 @@ export class Outbox {
   private readonly openKeys = new Map<number, string>();
   /** Answered, their deletion not committed yet: not to be sent again meanwhile. */
   private readonly deleting = new Set<number>();
+  /** Dropped for room, their deletion not committed yet. */
+  private readonly dropping = new Set<number>();
+  private staged: Array<{ seq: number; size: number }> = [];
   /** Sent and not answered yet, by message id. */
   private readonly inFlight = new Map<string, { seq: number; size: number }>();
   private readonly statements;
@@ -115,30 +118,59 @@ export class Outbox {
       this.openKeys.set(seq, key);
     }
     this.store.queue(() => this.statements.insert.run(seq, resource, text));
+    this.trackStaged(seq, bytes);
   }
 
-  /** Drops the oldest reports not in flight until `bytes` fit; false when the policy is to drop the newest instead. */
+  /**
+   * Drops the oldest reports not in flight until `bytes` fit: committed ones first, then those
+   * staged in the batch not yet committed. False when they cannot fit, or the policy is to drop
+   * the newest instead.
+   */
   private makeRoom(bytes: number): boolean {
     if (this.options.whenFull === 'drop-newest') return false;
     const sending = new Set([...this.inFlight.values()].map((f) => f.seq));
+    const fits = () => this.bytes + bytes <= this.options.maxBytes;
     let after = 0;
     let dropped = 0;
-    while (this.bytes + bytes > this.options.maxBytes) {
-      const rows = this.statements.oldest.all(after) as Array<{ seq: number; size: number }>;
+    const remove = (seq: number, size: number) => {
+      this.dropping.add(seq);
+      this.bytes -= size;
+      this.queued--;
+      dropped++;
+      this.close(seq);
+      this.store.queue(() => this.statements.delete.run(seq));
+      this.store.afterCommit(
+        () => this.dropping.delete(seq),
+        () => this.dropping.delete(seq),
+      );
+    };
+    while (!fits()) {
+      const rows = (this.statements.oldest.all(after) as Array<{ seq: number; size: number }>).filter((row) => !this.deleting.has(row.seq));
       if (rows.length === 0) break;
       for (const row of rows) {
         after = row.seq;
-        if (sending.has(row.seq)) continue;
-        this.bytes -= row.size;
-        this.queued--;
-        dropped++;
-        this.close(row.seq);
-        this.store.queue(() => this.statements.delete.run(row.seq));
-        if (this.bytes + bytes <= this.options.maxBytes) break;
+        if (sending.has(row.seq) || this.dropping.has(row.seq)) continue;
+        remove(row.seq, row.size);
+        if (fits()) break;
       }
     }
+    while (!fits() && this.staged.length > 0) {
+      const row = this.staged.shift()!;
+      remove(row.seq, row.size);
+    }
     if (dropped > 0) this.drop(dropped, 'the queue is full: oldest reports dropped (whenFull: drop-oldest)');
-    return true;
+    return fits();
+  }
+
+  /** Until the batch commits, a staged row is invisible to queries: kept here for makeRoom. */
+  private trackStaged(seq: number, size: number): void {
+    if (this.staged.length === 0) {
+      this.store.afterCommit(
+        () => (this.staged = []),
+        () => (this.staged = []),
+      );
+    }
+    this.staged.push({ seq, size });
   }
 
   private drop(count: number, why: string): void {
@@ -155,7 +187,7 @@ export class Outbox {
     const reports: Report[] = [];
     for (const row of rows) {
       this.cursor = row.seq;
-      if (this.deleting.has(row.seq)) continue;
+      if (this.deleting.has(row.seq) || this.dropping.has(row.seq)) continue;
       // The row may not have the latest merge committed yet; from now on it is closed to merges.
       const open = this.close(row.seq);
       const content = open ? JSON.stringify(open.content) : row.content;
