@@ -4,18 +4,10 @@
  * an ATC-format sensor driven by raw HCI commands) and runs the whole agent inside with the
  * profiles of device-profiles/ble; these tests check what the scenario observed.
  */
+import type { DeviceDetail } from '../src/api/server.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runScenario, VM_TIMEOUT_MS } from './helpers/scenario.js';
 
-interface Twin {
-  expected?: { value: string };
-  actual?: { value: string };
-}
-interface DeviceDetail {
-  state: string;
-  reason?: string;
-  twin: Record<string, Twin>;
-}
 
 const reported = (device: unknown, property: string) => (device as DeviceDetail).twin[property]?.actual?.value;
 

@@ -7,7 +7,9 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeviceDetail } from '../src/api/server.js';
 import type { CloudStatus } from '../src/cloud/edgehub.js';
+import type { MsgTwin } from '../src/twin/types.js';
 import { newMessage, type BeehiveMessage } from '../src/cloud/message.js';
 import { NODE_NAME, spawnAgent, tempDir, type AgentProcess } from './helpers/agent.js';
 import { sleep, waitFor } from './helpers/wait.js';
@@ -45,11 +47,6 @@ function device(setpoint: string, resourceVersion?: string) {
 
 const TWIN_REPORT = 'device/default/meter-01/twin/edge_updated';
 
-interface Twin {
-  expected?: { value: string };
-  actual?: { value: string };
-  actual_version?: { cloud: number; edge: number };
-}
 
 function config(hub: CloudHub, extra: Record<string, unknown> = {}): string {
   const file = join(tempDir('cloud-config-'), 'agent.json');
@@ -70,7 +67,7 @@ function countReports(hub: CloudHub): { versions: number[]; redelivered: number 
       continue;
     }
     seen.add(message.header.msg_id);
-    const version = (message.content as { twin: Record<string, Twin> }).twin.count?.actual_version?.edge;
+    const version = (message.content as { twin: Record<string, MsgTwin> }).twin.count?.actual_version?.edge;
     if (version !== undefined) versions.push(version);
   }
   return { versions, redelivered };
@@ -84,7 +81,7 @@ describe('the cloud link with a CloudHub', () => {
   let configFile: string;
   const start = () => spawnAgent(['--config', configFile, '--data', data, '--profiles', profiles]);
   const get = async <T>(path: string) => (await (await fetch(`${agent.apiUrl}${path}`)).json()) as T;
-  const twin = async () => (await get<{ twin: Record<string, Twin>; state: string }>('/api/v1/devices/default/meter-01'));
+  const twin = () => get<DeviceDetail>('/api/v1/devices/default/meter-01');
   const cloud = () => get<CloudStatus>('/api/v1/cloud');
 
   beforeAll(async () => {
@@ -121,7 +118,7 @@ describe('the cloud link with a CloudHub', () => {
     hub.send(model);
     hub.send(created);
     await waitFor('both acknowledged', () => hub.acked.has(model.header.msg_id) && hub.acked.has(created.header.msg_id));
-    const report = await hub.waitFor((m) => m.route.resource === TWIN_REPORT && (m.content as { twin: Record<string, Twin> }).twin.count?.actual !== undefined, 10_000);
+    const report = await hub.waitFor((m) => m.route.resource === TWIN_REPORT && (m.content as { twin: Record<string, MsgTwin> }).twin.count?.actual !== undefined, 10_000);
     expect(report.route).toMatchObject({ source: 'twin', group: 'resource', operation: 'update' });
     await hub.waitFor((m) => m.route.resource === 'device/default/meter-01/state/update' && (m.content as { device: { state: string } }).device.state === 'online', 10_000);
     // The seeded desired value went to the mapper and came back as reported.
@@ -131,7 +128,7 @@ describe('the cloud link with a CloudHub', () => {
   it('takes a desired value the cloud changes down to the mapper, which reports it back up', async () => {
     hub.send(deviceMessage('update', device('42')));
     await waitFor('setpoint 42 reported', async () => (await twin()).twin.setpoint?.actual?.value === '42', { timeoutMs: 10_000 });
-    await hub.waitFor((m) => m.route.resource === TWIN_REPORT && (m.content as { twin: Record<string, Twin> }).twin.setpoint?.actual?.value === '42', 10_000);
+    await hub.waitFor((m) => m.route.resource === TWIN_REPORT && (m.content as { twin: Record<string, MsgTwin> }).twin.setpoint?.actual?.value === '42', 10_000);
   });
 
   it('keeps every report while the cloud is away, works locally, and drains in order without duplicates', async () => {

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { agentEnv, BleTestbed, TEMPERATURE_DATA, type BlePeripheral } from '../../test/vm/ble-testbed.js';
-import { writeResult } from '../../test/vm/wifi-testbed.js';
+import { writeResult } from '../../test/vm/scenario.js';
 import { median } from '../lib/report.js';
 import type { Arrivals } from './arrivals.js';
 

@@ -7,7 +7,8 @@ import { writeFileSync } from 'node:fs';
 import { createLogger } from '../../src/log.js';
 import { wifiConfig } from '../../src/wifi/config.js';
 import { WpaWifiManager } from '../../src/wifi/manager.js';
-import { waitForWifi, WifiTestbed, writeResult } from '../../test/vm/wifi-testbed.js';
+import { writeResult } from '../../test/vm/scenario.js';
+import { waitForWifi, WifiTestbed } from '../../test/vm/wifi-testbed.js';
 import { median } from '../lib/report.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

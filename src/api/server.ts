@@ -50,6 +50,9 @@ function deviceSummary(device: DeviceRecord) {
   };
 }
 
+/** A device as `GET /api/v1/devices/{ns}/{name}` shows it: its twin with versions, and the delta. */
+export type DeviceDetail = ReturnType<typeof deviceDetail>;
+
 function deviceDetail(twins: Twins, device: DeviceRecord) {
   const twin: Record<string, MsgTwin> = {};
   for (const [key, property] of device.twin) if (property.type !== 'deleted') twin[key] = toMsgTwin(property, true);

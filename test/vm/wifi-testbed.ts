@@ -109,11 +109,6 @@ export class WifiTestbed {
   }
 }
 
-/** Prints `result` as the scenario's outcome, in the file the host reads back. */
-export function writeResult(name: string, result: unknown): void {
-  writeFileSync(`${process.env.VM_IO ?? '/tmp'}/${name}.json`, JSON.stringify(result, null, 2));
-}
-
 /** Polls `manager.state()` until `test` holds; the error names what was awaited and the last state. */
 export async function waitForWifi(
   manager: { state(): WifiState },

@@ -5,37 +5,20 @@
  * seeded and operator-set desired values written to the peripheral, the peripheral vanishing and
  * coming back. Records what the agent's API and CLI and the peripheral saw; the host checks it.
  */
+import type { DeviceDetail } from '../../../src/api/server.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnAgent, type AgentProcess } from '../../../bench/lib/agent-process.js';
 import { agentEnv, BleTestbed, IO_DATA, SENSOR_HCI, TEMPERATURE_CONFIG, TEMPERATURE_DATA, IO_CONFIG, type AtcReading } from '../ble-testbed.js';
-import { writeResult } from '../wifi-testbed.js';
+import { startScenario, writeResult } from '../scenario.js';
 
 const ROOT = new URL('../../../../', import.meta.url).pathname;
 const PROFILES = '/tmp/ble-profiles';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-interface Twin {
-  expected?: { value: string };
-  actual?: { value: string };
-}
-interface DeviceDetail {
-  state: string;
-  reason?: string;
-  twin: Record<string, Twin>;
-}
 
-const result: Record<string, unknown> = {};
-const step = (name: string) => {
-  result.lastStep = name;
-  console.error(`scenario: ${name}`);
-};
-setTimeout(() => {
-  result.error = `scenario timed out in step ${String(result.lastStep)} waiting for ${String(result.waitingFor)}: last seen ${JSON.stringify(result.lastSeen)}`;
-  writeResult('ble-agent', result);
-  process.exit(1);
-}, 400_000).unref();
+const { result, step } = startScenario('ble-agent', 400_000);
 
 /** A profile from device-profiles/ble with the testbed's values in place of the real device's. */
 function profile(file: string, replacements: Array<[string | RegExp, string]>): string {

@@ -19,7 +19,7 @@ import {
   TEMPERATURE_PERIOD,
   type AtcReading,
 } from '../ble-testbed.js';
-import { writeResult } from '../wifi-testbed.js';
+import { startScenario, writeResult } from '../scenario.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const elapsed = (since: number) => Math.round(performance.now() - since);
@@ -61,16 +61,7 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
 }
 
-const result: Record<string, unknown> = {};
-const step = (name: string) => {
-  result.lastStep = name;
-  console.error(`scenario: ${name}`);
-};
-setTimeout(() => {
-  result.error = `scenario timed out in step ${String(result.lastStep)}`;
-  writeResult('ble-probe', result);
-  process.exit(1);
-}, 280_000).unref();
+const { result, step } = startScenario('ble-probe', 280_000);
 
 const testbed = new BleTestbed({ announceMs: 1000 });
 try {

@@ -9,19 +9,16 @@ import { writeFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { spawnAgent } from '../../../bench/lib/agent-process.js';
 import type { WifiState } from '../../../src/wifi/state.js';
-import { WifiTestbed, writeResult } from '../wifi-testbed.js';
+import { startScenario, writeResult } from '../scenario.js';
+import { WifiTestbed } from '../wifi-testbed.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const result: Record<string, unknown> = {};
-setTimeout(() => {
-  result.error = `scenario timed out waiting for ${String(result.waitingFor ?? 'the agent to start')}: last state ${JSON.stringify(result.lastSeen)}`;
-  writeResult('wifi-channel-switch', result);
-  process.exit(1);
-}, 420_000).unref();
+const { result, step } = startScenario('wifi-channel-switch', 420_000);
 
 const testbed = new WifiTestbed({ apRadios: 4, channels: 1 });
 let agent: Awaited<ReturnType<typeof spawnAgent>> | undefined;
 try {
+  step('busy APs and the agent');
   await testbed.startAp({ ssid: 'busyA', channel: 1, subnet: 1, utilization: 200 });
   await testbed.startAp({ ssid: 'busyB', channel: 1, subnet: 2, utilization: 200 });
   const config = {
@@ -52,7 +49,9 @@ try {
   subscriber.on('message', (_topic, payload) => telemetry.push(JSON.parse(payload.toString()) as WifiState));
   await subscriber.subscribeAsync('edge-agent/node/edge-vm/wifi');
 
+  step('both identities on channel 1');
   result.before = await until('both identities on channel 1', (s) => s.identities?.every((i) => i.status === 'connected') && s.channels.join() === '1');
+  step('quiet APs on channel 6');
   await testbed.startAp({ ssid: 'quietA', channel: 6, subnet: 3, passphrase: 'quiet-passphrase', utilization: 10 });
   await testbed.startAp({ ssid: 'quietB', channel: 6, subnet: 4, utilization: 10 });
   result.after = await until('the radio to move to channel 6', (s) => s.lastSwitch !== undefined && s.identities.every((i) => i.status === 'connected' && i.channel === 6));

@@ -7,7 +7,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createLogger } from '../../../src/log.js';
 import { WpaWifiManager } from '../../../src/wifi/manager.js';
 import { wifiConfig } from '../../../src/wifi/config.js';
-import { AP_NAMESPACE, waitForWifi, WifiTestbed, writeResult } from '../wifi-testbed.js';
+import { startScenario, writeResult } from '../scenario.js';
+import { AP_NAMESPACE, waitForWifi, WifiTestbed } from '../wifi-testbed.js';
 
 const log = createLogger(process.env.LOG_LEVEL ?? 'info');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -39,16 +40,7 @@ while time.time() < end: s.sendall(chunk)
 s.close()
 `;
 
-const result: Record<string, unknown> = {};
-const step = (name: string) => {
-  result.lastStep = name;
-  console.error(`scenario: ${name}`);
-};
-setTimeout(() => {
-  result.error = `scenario timed out in step ${String(result.lastStep)}`;
-  writeResult('wifi-multichannel', result);
-  process.exit(1);
-}, 420_000).unref();
+const { result, step } = startScenario('wifi-multichannel', 420_000);
 const testbed = new WifiTestbed({ apRadios: 4, channels: 2 });
 try {
   // apD is the most attractive (no load) but the agent is given the wrong passphrase for it.
