@@ -2,7 +2,9 @@
 import { ble } from './ble/index.js';
 import { cloudReplay } from './cloud-replay/index.js';
 import { footprint } from './footprint.js';
+import { migration } from './migration.js';
 import { modbusPoll } from './modbus-poll.js';
+import { onDemand } from './on-demand.js';
 import { startup } from './startup.js';
 import { twinIngest } from './twin-ingest.js';
 import { wifi } from './wifi/index.js';
@@ -15,6 +17,8 @@ const benchmarks: Record<string, () => Promise<void>> = {
   'cloud-replay': cloudReplay,
   wifi,
   ble,
+  migration,
+  'on-demand': onDemand,
 };
 
 const names = process.argv.slice(2);

@@ -29,4 +29,5 @@ const run = (command, args) => {
 };
 run('npm', ['run', '--silent', 'build']);
 run('npx', ['tsc', '-p', 'tsconfig.test.json']);
+run('node', ['scripts/build-images.mjs']);
 run('npx', ['vitest', 'run', ...process.argv.slice(2)]);

@@ -7,6 +7,7 @@ import { KubeEdgeProtocol } from './bus/kubeedge.js';
 import { ApiServer } from './api/server.js';
 import type { Config } from './config.js';
 import type { CloudStatus, EdgeHub } from './cloud/edgehub.js';
+import type { Workloads } from './workloads/index.js';
 import { formatError, loadCatalog, type Catalog } from './devices/load.js';
 import type { Device } from './devices/model.js';
 import type { Logger } from './log.js';
@@ -26,6 +27,8 @@ export interface Agent {
   readonly wifi: Wifi;
   /** The cloud link, when enabled. */
   readonly cloud?: EdgeHub;
+  /** VM and unikernel workloads, when enabled. */
+  readonly workloads?: Workloads;
   /** Loads the manifests again and applies the difference, as `membership/updated` announces it. */
   reload(): void;
   stop(): Promise<void>;
@@ -124,8 +127,15 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     if (bus.wants(wifiTopic)) bus.publish(wifiTopic, JSON.stringify(report));
   });
 
+  // Loaded only when enabled: QEMU control, the peer endpoint and its TLS cost memory.
+  const workloads = config.workloads.enabled
+    ? new (await import('./workloads/index.js')).Workloads(config.workloads, config.node, config.dataDir, config.runDir, () => wifi.state(), log)
+    : undefined;
+  await workloads?.start();
+
   const cloudStatus = (): CloudStatus | { enabled: false } => cloud?.status() ?? { enabled: false };
-  const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, wifi, cloud: cloudStatus, node: config.node, mqttUrl: bus.url, log });
+  const workloadRoutes = workloads && (await import('./workloads/api.js')).workloadsApi(workloads);
+  const api = new ApiServer({ host: config.api.host, port: config.api.port, twins, wifi, cloud: cloudStatus, workloads: workloadRoutes, node: config.node, mqttUrl: bus.url, log });
   const apiPort = await api.start();
 
   const managed = managedDevices(catalog, config.node);
@@ -139,6 +149,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
       mqtt: bus.url,
       api: `http://${config.api.host}:${apiPort}`,
       cloud: config.cloud.enabled ? config.cloud.server : undefined,
+      workloads: workloads ? { port: workloads.port, fingerprint: workloads.identity.fingerprint } : undefined,
       devices: catalog.devices.size,
       managed: managed.length,
       readyMs: Math.round(performance.now() - started),
@@ -168,6 +179,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     apiPort,
     wifi,
     cloud,
+    workloads,
     get catalog() {
       return catalog;
     },
@@ -176,6 +188,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     },
     async stop() {
       await cloud?.stop();
+      await workloads?.stop();
       await applying.catch(() => undefined);
       await host.stop();
       await wifi.stop();

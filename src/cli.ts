@@ -22,6 +22,11 @@ Commands:
   twin set NS/NAME PROPERTY VALUE set a desired value
   wifi                            WiFi identities, their APs and link quality, and the APs in reach
   cloud                           the KubeEdge cloud link: connection, node, queued reports
+  workloads [list]                VM and unikernel workloads: state, origin, where they run
+  workloads run|stop|show NAME    start, stop, or show one (history, console)
+  workloads migrate NAME PEER     live-migrate a workload to a peer agent
+  workloads return NAME           bring a workload back from the peer it went to
+  workloads identity              this agent's peer certificate fingerprint (for the peers' config)
   help                            this text
 
 Client commands take --api URL (default: the local agent) and --json.
@@ -218,6 +223,55 @@ async function cloud(values: Values): Promise<void> {
   console.log(`reports queued: ${outbox!.queued} (${outbox!.bytes} bytes), in flight ${outbox!.inFlight}, dropped ${outbox!.dropped}, coalesced ${outbox!.coalesced}`);
 }
 
+interface WorkloadRow {
+  name: string;
+  state: string;
+  image?: string;
+  origin: string;
+  movedTo?: string;
+  pid?: number;
+  accel?: string;
+  reason?: string;
+}
+
+async function workloadsCommand(values: Values, [action = 'list', name, peer]: string[]): Promise<void> {
+  const api = client(values);
+  const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
+  const need = (what: string | undefined, usage: string) => {
+    if (!what) throw new UsageError(`workloads ${usage}`);
+    return what;
+  };
+  switch (action) {
+    case 'list': {
+      const { workloads } = await api.request<{ workloads: WorkloadRow[] }>('GET', '/api/v1/workloads');
+      if (values.json) return print(workloads);
+      const rows = workloads.map((w) => [w.name, w.state, w.image ?? '-', w.origin, w.movedTo ?? (w.pid ? 'here' : '-'), w.pid ? `${w.pid} (${w.accel})` : '-', w.reason ?? '']);
+      return console.log(table([['WORKLOAD', 'STATE', 'IMAGE', 'ORIGIN', 'WHERE', 'QEMU', 'REASON'], ...rows]));
+    }
+    case 'identity': {
+      // Works without a running agent: the peers' config needs the fingerprint before either starts.
+      const { identityDir } = await import('./workloads/index.js');
+      const { loadOrCreateIdentity } = await import('./workloads/identity.js');
+      const cfg = config(values);
+      const identity = loadOrCreateIdentity(identityDir(cfg.dataDir), cfg.node);
+      return values.json ? print({ node: cfg.node, fingerprint: identity.fingerprint }) : console.log(identity.fingerprint);
+    }
+    case 'run':
+      return print(await api.request('POST', '/api/v1/workloads', { name: need(name, 'run NAME') }));
+    case 'stop':
+      return print(await api.request('DELETE', `/api/v1/workloads/${need(name, 'stop NAME')}`));
+    case 'show':
+      return print(await api.request('GET', `/api/v1/workloads/${need(name, 'show NAME')}`));
+    case 'migrate':
+      need(peer, 'migrate NAME PEER');
+      return print(await api.request('POST', `/api/v1/workloads/${need(name, 'migrate NAME PEER')}/migrate`, { peer }));
+    case 'return':
+      return print(await api.request('POST', `/api/v1/workloads/${need(name, 'return NAME')}/return`));
+    default:
+      throw new UsageError(`unknown workloads command ${JSON.stringify(action)}`);
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   const [command, ...rest] = positionals;
@@ -242,6 +296,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'cloud':
       await cloud(values);
+      return 0;
+    case 'workloads':
+      await workloadsCommand(values, rest);
       return 0;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);

@@ -9,6 +9,7 @@ import * as v from 'valibot';
 import { parseWith } from './schema.js';
 import { cloudSection } from './cloud/config.js';
 import { wifiSection } from './wifi/config.js';
+import { workloadsSection } from './workloads/config.js';
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 
@@ -37,6 +38,7 @@ export const configSchema = v.strictObject({
   log: v.optional(logSection, {}),
   wifi: v.optional(wifiSection, {}),
   cloud: v.optional(cloudSection, {}),
+  workloads: v.optional(workloadsSection, {}),
   /** Control sockets and helper scripts (wpa_supplicant, DHCP); unix socket paths must stay short. */
   runDir: v.optional(v.string(), () => (process.getuid?.() === 0 ? '/run/edge-agent' : `/tmp/edge-agent-${process.getuid?.() ?? 0}`)),
 });

@@ -44,6 +44,24 @@ const DEFAULTS: Config = {
     window: 256,
     queue: { coalesce: false, maxBytes: 256 * 1024 * 1024, whenFull: 'drop-oldest' },
   },
+  workloads: {
+    enabled: false,
+    images: ['./images/build'],
+    listen: { host: '0.0.0.0', port: 9443 },
+    peers: [],
+    workloads: [],
+    policy: {
+      enabled: false,
+      intervalMs: 5000,
+      holdMs: 15_000,
+      cpuLoad: { out: 90, back: 60 },
+      freeMemoryMiB: { out: 64, back: 128 },
+      battery: { out: 20, back: 40 },
+      temperature: { out: 80, back: 70 },
+      linkQuality: { min: 30 },
+      offloadModes: ['mission'],
+    },
+  },
   runDir: process.getuid?.() === 0 ? '/run/edge-agent' : `/tmp/edge-agent-${process.getuid?.()}`,
 };
 
@@ -96,6 +114,7 @@ log:
       log: { level: 'debug' },
       wifi: DEFAULTS.wifi,
       cloud: DEFAULTS.cloud,
+      workloads: DEFAULTS.workloads,
       runDir: DEFAULTS.runDir,
     });
   });

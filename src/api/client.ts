@@ -5,7 +5,7 @@ export class ApiClientError extends Error {}
 export class ApiClient {
   constructor(private readonly base: string) {}
 
-  async request<T>(method: 'GET' | 'PUT', path: string, body?: unknown): Promise<T> {
+  async request<T>(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
     let response: Response;
     try {
       response = await fetch(new URL(path, this.base), {

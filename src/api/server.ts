@@ -15,7 +15,7 @@ const MAX_BODY_BYTES = 64 * 1024;
 const valuesBody = v.record(v.string(), v.pipe(v.union([v.string(), v.number(), v.boolean()], 'must be a string, number or boolean'), v.transform(String)));
 const stateBody = v.object({ state: v.pipe(v.string(), v.minLength(1)) });
 
-class HttpError extends Error {
+export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -31,6 +31,8 @@ export interface ApiOptions {
   wifi: Wifi;
   /** The cloud link's state. */
   cloud: () => unknown;
+  /** Routes under /api/v1/workloads, when workloads are enabled: `path` is what follows it. */
+  workloads?: (method: string, path: string[], body: () => Promise<unknown>) => Promise<unknown>;
   node: string;
   mqttUrl: string;
   log: Logger;
@@ -135,6 +137,10 @@ export class ApiServer {
     if (method === 'GET' && url.pathname === '/healthz') return { status: 'ok', node: this.options.node, mqtt: this.options.mqttUrl };
     if (method === 'GET' && url.pathname === '/api/v1/wifi') return this.options.wifi.state();
     if (method === 'GET' && url.pathname === '/api/v1/cloud') return this.options.cloud();
+    if (route === `${method} /api/v1` && parts[2] === 'workloads') {
+      if (!this.options.workloads) throw new HttpError(404, 'workloads are disabled (workloads.enabled in the config)');
+      return this.options.workloads(method, parts.slice(3), () => readJson(req));
+    }
     if (route !== `${method} /api/v1` || parts[2] !== 'devices') throw new HttpError(404, `no route for ${method} ${url.pathname}`);
 
     const [, , , namespace, name, sub, side, extra] = parts;

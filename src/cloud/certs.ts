@@ -4,11 +4,12 @@
  * a fresh P-256 key from /edge.crt, the first time with the token's JWT, later with the current
  * certificate as TLS client certificate.
  */
-import { createHash, createPrivateKey, generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { request, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
+import { contextTag, distinguishedName, integer, OID, sequence, signedWithEcdsaSha256 } from '../pki/der.js';
 
 export interface CloudCredentials {
   caPem: string;
@@ -145,32 +146,15 @@ function parseCertificate(derOrPem: Buffer | string, what: string): X509Certific
   }
 }
 
-// DER pieces of a PKCS#10 request (RFC 2986); node:crypto signs but cannot build one.
-const OID_ORGANIZATION = Buffer.from('060355040a', 'hex'); // 2.5.4.10
-const OID_COMMON_NAME = Buffer.from('0603550403', 'hex'); // 2.5.4.3
-const OID_ECDSA_WITH_SHA256 = Buffer.from('06082a8648ce3d040302', 'hex'); // 1.2.840.10045.4.3.2
-const VERSION_1 = Buffer.from('020100', 'hex');
-const NO_ATTRIBUTES = Buffer.from('a000', 'hex');
-
-/** The CSR EdgeCore sends: subject O=system:nodes, CN=system:node:<node>, signed with ECDSA SHA-256. */
+/** The CSR EdgeCore sends (PKCS#10): subject O=system:nodes, CN=system:node:<node>, signed with ECDSA SHA-256. */
 function certificateRequest(node: string, privateKey: KeyObject, publicKey: KeyObject): Buffer {
-  const attribute = (oid: Buffer, value: string) => der(0x31, der(0x30, oid, der(0x0c, Buffer.from(value, 'utf8'))));
-  const subject = der(0x30, attribute(OID_ORGANIZATION, 'system:nodes'), attribute(OID_COMMON_NAME, `system:node:${node}`));
-  const info = der(0x30, VERSION_1, subject, publicKey.export({ type: 'spki', format: 'der' }), NO_ATTRIBUTES);
-  const signature = sign('sha256', info, privateKey);
-  return der(0x30, info, der(0x30, OID_ECDSA_WITH_SHA256), der(0x03, Buffer.from([0]), signature));
-}
-
-function der(tag: number, ...contents: Buffer[]): Buffer {
-  const body = Buffer.concat(contents);
-  return Buffer.concat([Buffer.from([tag, ...derLength(body.length)]), body]);
-}
-
-function derLength(length: number): number[] {
-  if (length < 0x80) return [length];
-  const bytes = [];
-  for (let rest = length; rest > 0; rest >>= 8) bytes.unshift(rest & 0xff);
-  return [0x80 | bytes.length, ...bytes];
+  const subject = distinguishedName([
+    [OID.organization, 'system:nodes'],
+    [OID.commonName, `system:node:${node}`],
+  ]);
+  const version1 = integer(Buffer.from([0]));
+  const noAttributes = contextTag(0);
+  return signedWithEcdsaSha256(sequence(version1, subject, publicKey.export({ type: 'spki', format: 'der' }), noAttributes), privateKey);
 }
 
 async function saveCredentials(dir: string, credentials: CloudCredentials): Promise<void> {

@@ -1,0 +1,154 @@
+/**
+ * migration: the shipped unikernel and a 128 MiB Linux guest live-migrated between two agents on
+ * loopback (API → offer, artifact check, tunnel through the mutual-TLS peer channel, confirm),
+ * downtime and total time as QEMU reports them; baseline, same run: the same guests migrated by a
+ * plain QMP script between two bare QEMUs over loopback TCP.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseImageManifest } from '../src/workloads/image.js';
+import { qemuArgs } from '../src/workloads/qemu.js';
+import { tempDir } from '../test/helpers/agent.js';
+import { freePort } from '../test/helpers/mosquitto.js';
+import { spawnAgent, type AgentProcess } from './lib/agent-process.js';
+import { median, report, round } from './lib/report.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const IMAGES = join(ROOT, 'images/build');
+const CLI = join(ROOT, 'dist/src/cli.js');
+const ROUNDS = Number(process.env.BENCH_MIGRATION_ROUNDS ?? 3);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Times {
+  downtimeMs: number;
+  totalTimeMs: number;
+}
+
+/** A QMP session the way a script would hold one: JSON lines over the socket, one command at a time. */
+async function qmp(path: string) {
+  for (let i = 0; ; i++) {
+    try {
+      const socket = connect(path);
+      await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const lines = createInterface({ input: socket })[Symbol.asyncIterator]();
+      const read = async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown>;
+      await read();
+      const execute = async (command: string, args?: object) => {
+        socket.write(`${JSON.stringify({ execute: command, arguments: args })}\n`);
+        for (;;) {
+          const answer = await read();
+          if ('return' in answer || 'error' in answer) return answer.return as Record<string, unknown>;
+        }
+      };
+      await execute('qmp_capabilities');
+      return { execute, close: () => socket.destroy() };
+    } catch (error) {
+      if (i > 200) throw error;
+      await sleep(25);
+    }
+  }
+}
+
+/** Two bare QEMUs with the agent's own device set, the target on `-incoming tcp:`. */
+async function plainMigration(image: string, readyMs: number): Promise<Times> {
+  const dir = tempDir('bench-plain-');
+  const manifest = parseImageManifest(JSON.parse(readFileSync(join(IMAGES, image, 'manifest.json'), 'utf8')), image);
+  const artifacts = Object.fromEntries(manifest.artifacts.map((a) => [a.role, join(IMAGES, image, a.file)]));
+  const args = (id: string) => qemuArgs({ id, runDir: dir, manifest, artifacts, accel: 'tcg' });
+  const port = await freePort();
+  const source = spawn('qemu-system-x86_64', args('source'), { stdio: 'ignore' });
+  const target = spawn('qemu-system-x86_64', [...args('target'), '-incoming', `tcp:127.0.0.1:${port}`], { stdio: 'ignore' });
+  try {
+    const [src, dst] = await Promise.all([qmp(join(dir, 'source.qmp')), qmp(join(dir, 'target.qmp'))]);
+    await sleep(readyMs);
+    await src.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+    for (;;) {
+      const info = await src.execute('query-migrate');
+      if (info.status === 'completed') {
+        src.close();
+        dst.close();
+        return { downtimeMs: Number(info.downtime), totalTimeMs: Number(info['total-time']) };
+      }
+      if (info.status === 'failed') throw new Error(`plain migration failed: ${String(info['error-desc'])}`);
+      await sleep(20);
+    }
+  } finally {
+    source.kill('SIGKILL');
+    target.kill('SIGKILL');
+  }
+}
+
+async function agentPair(): Promise<{ edge: AgentProcess; meta: AgentProcess }> {
+  const sides = await Promise.all(
+    ['edge', 'meta'].map(async (name) => {
+      const data = tempDir(`bench-${name}-`);
+      const fingerprint = execFileSync(process.execPath, [CLI, 'workloads', 'identity', '--data', data, '--node', name], { encoding: 'utf8' }).trim();
+      return { name, data, fingerprint, port: await freePort() };
+    }),
+  );
+  const [edge, meta] = sides as [(typeof sides)[0], (typeof sides)[0]];
+  const start = (self: typeof edge, peer: typeof edge, extra: object) => {
+    const config = join(self.data, 'agent.json');
+    const workloads = { enabled: true, listen: { host: '127.0.0.1', port: self.port }, peers: [{ name: peer.name, url: `https://127.0.0.1:${peer.port}`, fingerprint: peer.fingerprint }], ...extra };
+    writeFileSync(config, JSON.stringify({ workloads, runDir: join(self.data, 'run') }));
+    return spawnAgent(['--config', config, '--data', self.data, '--profiles', tempDir(), '--node', self.name, '--log-level', 'warn']);
+  };
+  const definitions = [
+    { name: 'ticker', image: 'unikernel-ticker' },
+    { name: 'linux', image: 'linux-service' },
+  ];
+  return { edge: await start(edge, meta, { images: [IMAGES], workloads: definitions }), meta: await start(meta, edge, { images: [IMAGES], workloads: definitions }) };
+}
+
+async function call<T>(agent: AgentProcess, method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${agent.apiUrl}/api/v1/workloads${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const json = (await response.json()) as T & { reason?: string };
+  if (!response.ok) throw new Error(`${method} ${path}: ${json.reason}`);
+  return json;
+}
+
+async function agentMigration(edge: AgentProcess, meta: AgentProcess, name: string, readyMs: number): Promise<Times> {
+  await call(edge, 'POST', '', { name });
+  await sleep(readyMs);
+  const out = await call<Times>(edge, 'POST', `/${name}/migrate`, { peer: 'meta' });
+  // Home again for the next round.
+  await call(edge, 'POST', `/${name}/return`);
+  await call(edge, 'DELETE', `/${name}`);
+  return out;
+}
+
+export async function migration(): Promise<void> {
+  const { edge, meta } = await agentPair();
+  const results: Record<string, { agent: Times[]; plain: Times[] }> = { ticker: { agent: [], plain: [] }, linux: { agent: [], plain: [] } };
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, image, readyMs] of [['ticker', 'unikernel-ticker', 1000], ['linux', 'linux-service', 4000]] as const) {
+        results[name]!.plain.push(await plainMigration(image, readyMs));
+        results[name]!.agent.push(await agentMigration(edge, meta, name, readyMs));
+      }
+    }
+  } finally {
+    for (const agent of [edge, meta]) {
+      agent.child.kill('SIGTERM');
+      await agent.exited;
+    }
+  }
+  const m = (name: string, side: 'agent' | 'plain', key: keyof Times) => median(results[name]![side].map((t) => t[key]));
+  report('migration', {
+    downtime_ms_unikernel: round(m('ticker', 'agent', 'downtimeMs'), 0),
+    total_ms_unikernel: round(m('ticker', 'agent', 'totalTimeMs'), 0),
+    downtime_ms_linux: round(m('linux', 'agent', 'downtimeMs'), 0),
+    total_ms_linux: round(m('linux', 'agent', 'totalTimeMs'), 0),
+    plain_downtime_ms_unikernel: round(m('ticker', 'plain', 'downtimeMs'), 0),
+    plain_total_ms_unikernel: round(m('ticker', 'plain', 'totalTimeMs'), 0),
+    plain_downtime_ms_linux: round(m('linux', 'plain', 'downtimeMs'), 0),
+    plain_total_ms_linux: round(m('linux', 'plain', 'totalTimeMs'), 0),
+    overhead_ratio: round(m('linux', 'agent', 'totalTimeMs') / m('linux', 'plain', 'totalTimeMs'), 2),
+    overhead_ratio_unikernel: round(m('ticker', 'agent', 'totalTimeMs') / m('ticker', 'plain', 'totalTimeMs'), 2),
+    rounds: ROUNDS,
+  });
+}

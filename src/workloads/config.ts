@@ -1,0 +1,76 @@
+/** The `workloads` section: images, workloads to run, peers that may exchange them, offload policy. */
+import * as v from 'valibot';
+
+const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
+const name = v.pipe(v.string(), v.regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be lower-case letters, digits and dashes'));
+const percent = v.pipe(v.number(), v.minValue(0), v.maxValue(100));
+
+const peer = v.strictObject({
+  name,
+  /** `https://host:port` of the peer's workload endpoint. */
+  url: v.pipe(v.string(), v.url(), v.startsWith('https://', 'must be an https:// URL')),
+  /** SHA-256 of the peer's certificate (`edge-agent workloads identity` on the peer), hex, colons allowed. */
+  fingerprint: v.pipe(
+    v.string(),
+    v.transform((s) => s.replaceAll(':', '').toLowerCase()),
+    v.regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 fingerprint (64 hex digits)'),
+  ),
+  /** Trusted peers may receive workloads restricted to trusted targets. */
+  trusted: v.optional(v.boolean(), false),
+});
+
+export const workloadDefinition = v.strictObject({
+  name,
+  /** The image's name, as in its manifest. */
+  image: v.pipe(v.string(), v.minLength(1)),
+  memoryMiB: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  cpus: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  cpuQuotaPercent: v.optional(v.pipe(v.number(), v.minValue(1))),
+  /** Started with the agent. */
+  autostart: v.optional(v.boolean(), false),
+  restart: v.optional(v.picklist(['no', 'on-failure', 'always']), 'on-failure'),
+  /** Where the offload policy may move it: nowhere, to trusted peers only, or to any peer. */
+  placement: v.optional(v.picklist(['local', 'trusted', 'any']), 'any'),
+  /** Guest ports published on 127.0.0.1: `{guest: 8080, host: 18080}`. */
+  ports: v.optional(v.array(v.strictObject({ guest: port, host: port })), []),
+  /** Started by the first connection to the host port of its first published port (Jitsu), stopped when idle. */
+  onDemand: v.optional(v.strictObject({ idleTimeoutMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), 60_000), snapshot: v.optional(v.boolean(), true) })),
+});
+
+/** Thresholds with a margin: leave when crossing `out`, come back only past `back`. */
+const policy = v.strictObject({
+  enabled: v.optional(v.boolean(), false),
+  /** The peer workloads go to and come back from (the meta-edge). */
+  target: v.optional(name),
+  intervalMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), 5000),
+  /** How long a condition must hold before the policy acts on it. */
+  holdMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 15_000),
+  cpuLoad: v.optional(v.strictObject({ out: percent, back: percent }), { out: 90, back: 60 }),
+  freeMemoryMiB: v.optional(v.strictObject({ out: v.number(), back: v.number() }), { out: 64, back: 128 }),
+  battery: v.optional(v.strictObject({ out: percent, back: percent }), { out: 20, back: 40 }),
+  temperature: v.optional(v.strictObject({ out: v.number(), back: v.number() }), { out: 80, back: 70 }),
+  /** Link quality 0–100 (WiFi); below `out` workloads stay where they are, as moving them would be slow. */
+  linkQuality: v.optional(v.strictObject({ min: percent }), { min: 30 }),
+  /** Device modes (set through the API) in which workloads leave: a robot on a mission needs its CPU and battery. */
+  offloadModes: v.optional(v.array(v.string()), ['mission']),
+});
+
+export const workloadsSection = v.pipe(
+  v.strictObject({
+    enabled: v.optional(v.boolean(), false),
+    /** Directories of built images (each `<name>/manifest.json`). */
+    images: v.optional(v.array(v.string()), ['./images/build']),
+    listen: v.optional(v.strictObject({ host: v.optional(v.string(), '0.0.0.0'), port: v.optional(port, 9443) }), {}),
+    peers: v.optional(v.array(peer), []),
+    /** Caps what a live migration may take of the link (QEMU's own default is 32 MiB/s). */
+    migrationBandwidthMiBps: v.optional(v.pipe(v.number(), v.minValue(0.01))),
+    workloads: v.optional(v.array(workloadDefinition), []),
+    policy: v.optional(policy, {}),
+  }),
+  v.check((w) => new Set(w.workloads.map((d) => d.name)).size === w.workloads.length, 'workload names must be unique'),
+  v.check((w) => !w.policy.enabled || w.peers.some((p) => p.name === w.policy.target), 'policy.target must name one of the peers'),
+);
+
+export type WorkloadsConfig = v.InferOutput<typeof workloadsSection>;
+export type WorkloadDefinition = WorkloadsConfig['workloads'][number];
+export type PolicyConfig = WorkloadsConfig['policy'];

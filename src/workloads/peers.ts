@@ -1,0 +1,347 @@
+/**
+ * The channel between two agents that move workloads: HTTPS with client certificates, where each
+ * side knows the other only by the SHA-256 fingerprint of its self-signed certificate (no CA, no
+ * shared secret). It carries JSON requests, streamed downloads (artifacts), and raw byte streams
+ * through an HTTP Upgrade (QEMU's migration stream).
+ */
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { pipeline, Transform, type Duplex } from 'node:stream';
+import { connect, type TLSSocket } from 'node:tls';
+import type { Logger } from '../log.js';
+import { withTimeout } from '../timeout.js';
+import { fingerprintOf, type PeerIdentity } from './identity.js';
+
+export interface PeerConfig {
+  name: string;
+  /** `https://host:port` */
+  url: string;
+  /** Lower-case hex SHA-256 of the peer's certificate. */
+  fingerprint: string;
+}
+
+export class PeerError extends Error {
+  constructor(
+    message: string,
+    /** The peer's HTTP status when it answered with an error. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export type PeerHandler = (request: { peer: PeerConfig; method: string; path: string; body: unknown }) => Promise<{
+  status: number;
+  body?: unknown;
+  /** Sent as is (a file, say) instead of `body`. */
+  stream?: NodeJS.ReadableStream;
+  /** The stream's length in bytes, when known: the receiver's progress then has a total. */
+  size?: number;
+}>;
+
+/** Takes over a peer's connection after the Upgrade; the socket is the handler's to use and close. */
+export type PeerStreamHandler = (request: { peer: PeerConfig; path: string }, socket: Duplex) => void;
+
+/** The `Upgrade` protocol that turns a peer connection into a raw byte stream. */
+const STREAM_PROTOCOL = 'edge-agent-stream';
+const MAX_JSON_BYTES = 1 << 20;
+const REQUEST_TIMEOUT_MS = 30_000;
+const DOWNLOAD_IDLE_TIMEOUT_MS = 30_000;
+const STREAM_OPEN_TIMEOUT_MS = 10_000;
+/** How long a client may take to complete the TLS handshake. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export class PeerServer {
+  private readonly server: Server;
+  /** Every connection, upgraded ones included (the HTTP server forgets those), for `stop`. */
+  private readonly connections = new Set<Socket>();
+
+  constructor(
+    private readonly options: {
+      identity: PeerIdentity;
+      peers: PeerConfig[];
+      host: string;
+      port: number;
+      log: Logger;
+      handle: PeerHandler;
+      stream: PeerStreamHandler;
+    },
+  ) {
+    // Peers' certificates are self-signed, so OpenSSL cannot verify them: each request is checked against the pins instead.
+    this.server = createServer(
+      { cert: options.identity.certPem, key: options.identity.keyPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3', handshakeTimeout: HANDSHAKE_TIMEOUT_MS },
+      (req, res) =>
+        this.onRequest(req, res).catch((error: Error) => {
+          options.log.error({ method: req.method, path: req.url, error: error.message }, 'answering a peer failed');
+          res.destroy();
+        }),
+    );
+    this.server.on('connection', (socket: Socket) => {
+      this.connections.add(socket);
+      socket.on('close', () => this.connections.delete(socket));
+    });
+    this.server.on('secureConnection', (socket: TLSSocket) => socket.setNoDelay(true));
+    this.server.on('upgrade', (req: IncomingMessage, socket: TLSSocket, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.server.on('tlsClientError', (error, socket) => options.log.debug({ remote: socket.remoteAddress, error: error.message }, 'peer TLS handshake failed'));
+    this.server.on('error', (error) => options.log.error({ error: error.message }, 'peer server failed'));
+  }
+
+  /** The port bound (`port` 0: an ephemeral one). */
+  start(): Promise<number> {
+    const { host, port } = this.options;
+    return new Promise((resolve, reject) => {
+      const fail = (error: Error) => reject(new PeerError(`cannot listen for peers on ${host}:${port}: ${error.message}`));
+      this.server.once('error', fail);
+      this.server.listen(port, host, () => {
+        this.server.off('error', fail);
+        resolve((this.server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stops listening and cuts every connection, transfers and streams included. */
+  async stop(): Promise<void> {
+    if (!this.server.listening) return;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.connections) socket.destroy();
+    await closed;
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const peer = this.identify(req.socket as TLSSocket, `${method} ${path}`);
+    if (typeof peer === 'string') return sendJson(res, 403, { error: peer });
+    let body: unknown;
+    try {
+      const text = (await readBody(req, MAX_JSON_BYTES)).toString('utf8');
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch (error) {
+      return sendJson(res, error instanceof BodyTooLarge ? 413 : 400, { error: `request body: ${(error as Error).message}` });
+    }
+    let answer: Awaited<ReturnType<PeerHandler>>;
+    try {
+      answer = await this.options.handle({ peer, method, path, body });
+    } catch (error) {
+      this.options.log.error({ peer: peer.name, method, path, error: (error as Error).message }, 'peer request failed');
+      return sendJson(res, 500, { error: (error as Error).message });
+    }
+    if (!answer.stream) return sendJson(res, answer.status, answer.body);
+    res.writeHead(answer.status, { 'Content-Type': 'application/octet-stream', ...(answer.size === undefined ? {} : { 'Content-Length': answer.size }) });
+    pipeline(answer.stream, res, (error) => {
+      if (error) this.options.log.warn({ peer: peer.name, path, error: error.message }, 'sending to a peer broke off');
+    });
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: TLSSocket, head: Buffer): void {
+    const path = req.url ?? '/';
+    const refuse = (status: number, reason: string, message: string) => {
+      const body = JSON.stringify({ error: message });
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    };
+    if (req.headers.upgrade?.toLowerCase() !== STREAM_PROTOCOL) {
+      return refuse(400, 'Bad Request', `only Upgrade: ${STREAM_PROTOCOL} is served, not ${req.headers.upgrade}`);
+    }
+    const peer = this.identify(socket, `stream ${path}`);
+    if (typeof peer === 'string') return refuse(403, 'Forbidden', peer);
+    // The HTTP server no longer listens for errors on an upgraded socket; an unhandled one would end the process.
+    socket.on('error', (error) => this.options.log.debug({ peer: peer.name, path, error: error.message }, 'peer stream failed'));
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${STREAM_PROTOCOL}\r\n\r\n`);
+    if (head.length > 0) socket.unshift(head);
+    try {
+      this.options.stream({ peer, path }, socket);
+    } catch (error) {
+      this.options.log.error({ peer: peer.name, path, error: (error as Error).message }, 'peer stream handler failed');
+      socket.destroy();
+    }
+  }
+
+  /** The configured peer whose certificate the client presented, or why it is refused. */
+  private identify(socket: TLSSocket, what: string): PeerConfig | string {
+    const certificate = socket.getPeerCertificate();
+    const fingerprint = certificate.raw ? fingerprintOf(certificate.raw) : undefined;
+    const peer = this.options.peers.find((p) => p.fingerprint === fingerprint);
+    if (peer) return peer;
+    const refusal = fingerprint
+      ? `certificate ${fingerprint} is not one of this agent's peers`
+      : 'a client certificate is required: only configured peers are served';
+    this.options.log.warn({ remote: socket.remoteAddress, fingerprint, request: what }, `refused a peer: ${refusal}`);
+    return refusal;
+  }
+}
+
+export class PeerClient {
+  constructor(
+    private readonly identity: PeerIdentity,
+    private readonly log: Logger,
+  ) {}
+
+  /** JSON to and from `peer`, everything within `timeoutMs`; the caller validates the answer, which is typed but not checked. */
+  async request<T>(peer: PeerConfig, method: string, path: string, body?: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers = payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {};
+    const { socket, answer } = this.open(peer, method, path, headers, payload);
+    const exchange = async () => {
+      const response = await answer;
+      if (!('response' in response)) throw new PeerError(`peer ${peer.name} switched protocols on ${method} ${path}`);
+      const text = (await readBody(response.response, MAX_JSON_BYTES)).toString('utf8');
+      const status = response.response.statusCode ?? 0;
+      if (status < 200 || status > 299) throw refusal(peer, `${method} ${path}`, status, text);
+      try {
+        return (text === '' ? undefined : JSON.parse(text)) as T;
+      } catch (error) {
+        throw new PeerError(`peer ${peer.name} answered ${method} ${path} with invalid JSON: ${(error as Error).message}`);
+      }
+    };
+    try {
+      return await withTimeout(exchange(), timeoutMs, timedOutError(peer, `${method} ${path}`, timeoutMs));
+    } catch (error) {
+      throw error instanceof PeerError ? error : new PeerError(`${method} ${path} to peer ${peer.name}: ${(error as Error).message}`);
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  /**
+   * The body of GET `path`, streamed. `timeoutMs` bounds each silence of the peer, before the answer
+   * and between chunks, so a vanished peer fails the stream with a PeerError; read it promptly.
+   */
+  async download(peer: PeerConfig, path: string, onProgress?: (bytes: number, total?: number) => void, timeoutMs = DOWNLOAD_IDLE_TIMEOUT_MS): Promise<NodeJS.ReadableStream> {
+    const { socket, answer } = this.open(peer, 'GET', path, {});
+    let cause: Error | undefined;
+    socket.on('error', (error) => (cause ??= error));
+    socket.setTimeout(timeoutMs, () => socket.destroy(new PeerError(`peer ${peer.name} at ${peer.url} sent nothing for ${timeoutMs} ms`)));
+    const opened = await answer;
+    if (!('response' in opened)) {
+      socket.destroy();
+      throw new PeerError(`peer ${peer.name} switched protocols on GET ${path}`);
+    }
+    const { response } = opened;
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      const text = await readBody(response, MAX_JSON_BYTES).finally(() => socket.destroy());
+      throw refusal(peer, `GET ${path}`, status, text.toString('utf8'));
+    }
+    const length = response.headers['content-length'];
+    const total = length === undefined ? undefined : Number(length);
+    let received = 0;
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        received += chunk.length;
+        try {
+          onProgress?.(received, total);
+          done(null, chunk);
+        } catch (error) {
+          done(error as Error);
+        }
+      },
+    });
+    response.on('error', (error) => {
+      const reason = cause?.message ?? (error.message === 'aborted' ? 'the connection closed' : error.message);
+      counted.destroy(new PeerError(`download of ${path} from peer ${peer.name} broke off after ${received} of ${total ?? 'unknown'} bytes: ${reason}`));
+    });
+    counted.on('close', () => socket.destroy());
+    return response.pipe(counted);
+  }
+
+  /**
+   * A raw byte stream to the peer's stream handler for `path` over the pinned connection, open
+   * within `timeoutMs`. From then on it is the caller's: no timeout, the caller ends or destroys it.
+   */
+  async stream(peer: PeerConfig, path: string, timeoutMs = STREAM_OPEN_TIMEOUT_MS): Promise<Duplex> {
+    const { socket, answer } = this.open(peer, 'GET', path, { Connection: 'Upgrade', Upgrade: STREAM_PROTOCOL });
+    const opened = await withTimeout(answer, timeoutMs, timedOutError(peer, `opening stream ${path}`, timeoutMs), () => socket.destroy());
+    if ('response' in opened) {
+      const text = await withTimeout(readBody(opened.response, MAX_JSON_BYTES), timeoutMs, timedOutError(peer, `opening stream ${path}`, timeoutMs)).finally(() => socket.destroy());
+      throw refusal(peer, `stream ${path}`, opened.response.statusCode ?? 0, text.toString('utf8'));
+    }
+    if (opened.head.length > 0) socket.unshift(opened.head);
+    return socket;
+  }
+
+  /**
+   * A connection to `peer` that sends the request only once the peer presented the pinned
+   * certificate: OpenSSL cannot vouch for a self-signed one, and `checkServerIdentity` is skipped
+   * when it could not, so the pin is checked here.
+   */
+  private open(peer: PeerConfig, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer): { socket: TLSSocket; answer: Promise<Answer> } {
+    let target: URL;
+    try {
+      target = new URL(peer.url);
+    } catch {
+      throw new PeerError(`peer ${peer.name} has an invalid URL: ${peer.url}`);
+    }
+    const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(target.port || 443);
+    const socket = connect({ host, port, cert: this.identity.certPem, key: this.identity.keyPem, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+    socket.setNoDelay(true);
+    const answer = new Promise<Answer>((resolve, reject) => {
+      const fail = (error: Error) => {
+        reject(error instanceof PeerError ? error : new PeerError(`peer ${peer.name} at ${peer.url}: ${error.message}`));
+        socket.destroy();
+      };
+      socket.on('error', (error) => {
+        this.log.debug({ peer: peer.name, error: error.message }, 'peer connection failed');
+        fail(error);
+      });
+      const closedEarly = () => new PeerError(`peer ${peer.name} at ${peer.url} closed the connection before answering ${method} ${path}`);
+      socket.on('close', () => fail(closedEarly()));
+      socket.once('secureConnect', () => {
+        const certificate = socket.getPeerCertificate();
+        const presented = certificate.raw ? fingerprintOf(certificate.raw) : 'none';
+        if (presented !== peer.fingerprint) {
+          this.log.warn({ peer: peer.name, url: peer.url, presented, pinned: peer.fingerprint }, 'peer presented an unexpected certificate');
+          return fail(new PeerError(`peer ${peer.name} presented certificate ${presented}, expected ${peer.fingerprint}`));
+        }
+        const req = httpRequest({ host, port, method, path, headers, createConnection: () => socket });
+        // Node calls a close before the answer "socket hang up".
+        req.on('error', (error: NodeJS.ErrnoException) => fail(error.code === 'ECONNRESET' ? closedEarly() : error));
+        req.on('response', (response) => resolve({ response }));
+        req.on('upgrade', (_response, _socket, head: Buffer) => resolve({ head }));
+        req.end(body);
+      });
+    });
+    return { socket, answer };
+  }
+}
+
+/** What the peer answered: an HTTP response, or the switch to a raw stream with the bytes already read past the 101. */
+type Answer = { response: IncomingMessage } | { head: Buffer };
+
+class BodyTooLarge extends Error {}
+
+/** The whole body; past `limit` bytes a BodyTooLarge, the rest read and dropped so an answer can still be sent. */
+function readBody(stream: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+      else reject(new BodyTooLarge(`larger than ${limit} bytes`));
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** A PeerError with the status and the peer's own message (`{error}`) or answer. */
+function refusal(peer: PeerConfig, what: string, status: number, text: string): PeerError {
+  let message = text.trim();
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (parsed && typeof parsed === 'object' && 'error' in parsed && typeof parsed.error === 'string') message = parsed.error;
+  } catch {
+    // Not JSON: the text is the message.
+  }
+  return new PeerError(`peer ${peer.name} answered ${status} to ${what}: ${message || '(no message)'}`, status);
+}
+
+const timedOutError = (peer: PeerConfig, what: string, ms: number) => () => new PeerError(`${what} at peer ${peer.name} (${peer.url}) timed out after ${ms} ms`);

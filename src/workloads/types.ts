@@ -1,0 +1,41 @@
+/** What the workload modules share: an image as its manifest describes it, and a running QEMU as the runtime exposes it. */
+
+export type Architecture = 'x86_64' | 'aarch64';
+export type ArtifactRole = 'kernel' | 'initrd' | 'disk';
+
+export interface ImageArtifact {
+  role: ArtifactRole;
+  /** File name, relative to the manifest. */
+  file: string;
+  /** Lower-case hex SHA-256 of the file's bytes. */
+  sha256: string;
+  size: number;
+}
+
+export interface ImagePort {
+  name: string;
+  /** The port the guest serves on. */
+  guest: number;
+  protocol: 'tcp';
+}
+
+export interface ImageManifest {
+  name: string;
+  version: string;
+  /** `qemu` is the only runtime; anything else is refused with the reason. */
+  runtime: 'qemu';
+  /** `unikernel` boots a multiboot kernel; `linux` a Linux kernel with an initrd or disk. */
+  kind: 'unikernel' | 'linux';
+  architecture: Architecture;
+  artifacts: ImageArtifact[];
+  memoryMiB: number;
+  cpus: number;
+  /** Kernel command line (linux). */
+  cmdline?: string;
+  ports: ImagePort[];
+  /** How an aarch64 gateway (Raspberry Pi 4/5 with KVM) runs the same workload: machine, cpu, and which artifacts it needs instead. */
+  aarch64?: { machine: string; cpu: string; accel: string; notes: string };
+}
+
+/** An image's artifacts on this host, by role, after their digests were checked. */
+export type ArtifactPaths = Partial<Record<ArtifactRole, string>>;
