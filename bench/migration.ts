@@ -95,7 +95,7 @@ async function agentPair(): Promise<{ edge: AgentProcess; meta: AgentProcess }> 
     const config = join(self.data, 'agent.json');
     const workloads = { enabled: true, listen: { host: '127.0.0.1', port: self.port }, peers: [{ name: peer.name, url: `https://127.0.0.1:${peer.port}`, fingerprint: peer.fingerprint }], ...extra };
     writeFileSync(config, JSON.stringify({ workloads, runDir: join(self.data, 'run') }));
-    return spawnAgent(['--config', config, '--data', self.data, '--profiles', tempDir(), '--node', self.name, '--log-level', 'warn']);
+    return spawnAgent(['--config', config, '--data', self.data, '--profiles', tempDir(), '--node', self.name]);
   };
   const definitions = [
     { name: 'ticker', image: 'unikernel-ticker' },

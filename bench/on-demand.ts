@@ -41,7 +41,7 @@ export async function onDemand(): Promise<void> {
     workloads: [{ name: 'web', image: 'linux-service', ports: [{ guest: 8080, host: port }], onDemand: { idleTimeoutMs: IDLE_MS } }],
   };
   writeFileSync(join(data, 'agent.json'), JSON.stringify({ workloads, runDir }));
-  const agent = await spawnAgent(['--config', join(data, 'agent.json'), '--data', data, '--profiles', tempDir(), '--node', 'bench', '--log-level', 'warn']);
+  const agent = await spawnAgent(['--config', join(data, 'agent.json'), '--data', data, '--profiles', tempDir(), '--node', 'bench']);
   const state = async () => ((await (await fetch(`${agent.apiUrl}/api/v1/workloads/web`)).json()) as { state: string }).state;
   const idle = async () => {
     while ((await state()) !== 'idle') await new Promise((resolve) => setTimeout(resolve, 100));

@@ -5,11 +5,12 @@
  * certificate as TLS client certificate.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { request, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { contextTag, distinguishedName, integer, OID, sequence, signedWithEcdsaSha256 } from '../pki/der.js';
+import { writeSecretFile } from '../secret-file.js';
 
 export interface CloudCredentials {
   caPem: string;
@@ -160,29 +161,9 @@ function certificateRequest(node: string, privateKey: KeyObject, publicKey: KeyO
 async function saveCredentials(dir: string, credentials: CloudCredentials): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
-  await writeAtomically(join(dir, CA_FILE), credentials.caPem);
-  await writeAtomically(join(dir, KEY_FILE), credentials.keyPem);
-  await writeAtomically(join(dir, CERT_FILE), credentials.certPem);
-  const directory = await open(dir, 'r');
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
-}
-
-/** A crash leaves the old file or the new one, never part of a key. */
-async function writeAtomically(path: string, data: string): Promise<void> {
-  const temp = `${path}.tmp`;
-  const file = await open(temp, 'w', 0o600);
-  try {
-    await file.chmod(0o600);
-    await file.writeFile(data);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(temp, path);
+  writeSecretFile(join(dir, CA_FILE), credentials.caPem);
+  writeSecretFile(join(dir, KEY_FILE), credentials.keyPem);
+  writeSecretFile(join(dir, CERT_FILE), credentials.certPem);
 }
 
 function url(options: CertOptions, path: string): string {

@@ -3,8 +3,9 @@
  * kept in a directory. Peers pin the certificate's SHA-256 fingerprint: no CA, no shared secret.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
-import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeSecretFile } from '../secret-file.js';
 import { bitString, boolean, contextTag, distinguishedName, integer, objectIdentifier, octetString, OID, sequence, signedWithEcdsaSha256, time } from '../pki/der.js';
 
 export interface PeerIdentity {
@@ -40,7 +41,7 @@ export function loadOrCreateIdentity(dir: string, name: string): PeerIdentity {
   }
   // First start, or a crash between writing the key and the certificate: nobody has pinned a certificate for this key yet.
   const cert = new X509Certificate(selfSignedCertificate(name, key));
-  writeAtomically(certPath, cert.toString());
+  writeSecretFile(certPath, cert.toString());
   return { certPem: cert.toString(), keyPem, fingerprint: fingerprintOf(cert.raw) };
 }
 
@@ -59,7 +60,7 @@ function readIfPresent(path: string): string | undefined {
 
 function createKey(path: string): KeyObject {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  writeAtomically(path, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  writeSecretFile(path, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
   return privateKey;
 }
 
@@ -116,22 +117,3 @@ function selfSignedCertificate(name: string, key: KeyObject): Buffer {
   return signedWithEcdsaSha256(tbsCertificate, key);
 }
 
-/** A crash leaves the old file or the new one, never part of a key. */
-function writeAtomically(path: string, data: string): void {
-  const temp = `${path}.tmp`;
-  const file = openSync(temp, 'w', 0o600);
-  try {
-    fchmodSync(file, 0o600);
-    writeFileSync(file, data);
-    fsyncSync(file);
-  } finally {
-    closeSync(file);
-  }
-  renameSync(temp, path);
-  const directory = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(directory);
-  } finally {
-    closeSync(directory);
-  }
-}

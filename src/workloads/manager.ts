@@ -72,6 +72,7 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
 
   /** Verifies and stores the built images, then starts the workloads marked autostart, and those that ran before a restart. */
   async start(): Promise<void> {
+    this.endLeftovers();
     for (const dir of this.config.images) await this.importImages(dir);
     const toStart = new Set(this.config.workloads.filter((w) => w.autostart && !w.onDemand).map((w) => w.name));
     for (const record of this.store.list()) {
@@ -80,6 +81,29 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
       if (record.state === 'incoming') this.store.remove(record.name);
     }
     for (const name of toStart) await this.run(name).catch((error: Error) => this.log.error({ workload: name, err: error.message }, 'workload not started'));
+  }
+
+  /**
+   * QEMUs an agent that was killed left behind (they outlive it): ended, so that what ran
+   * starts again under this agent's control instead of twice.
+   */
+  private endLeftovers(): void {
+    for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+      let commandLine: string;
+      try {
+        commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        continue;
+      }
+      const program = commandLine.split('\0')[0]!.split('/').pop()!;
+      if (!program.startsWith('qemu-system') || !commandLine.includes(`${this.runDir}/`)) continue;
+      this.log.warn({ pid: Number(pid) }, 'QEMU left by a previous run of the agent ended');
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
   }
 
   private async importImages(dir: string): Promise<void> {
