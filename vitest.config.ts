@@ -5,7 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Tests start agents, brokers and child processes; two cores are shared between them.
-    maxWorkers: 2,
+    // One file at a time: the VM testbeds and the workload tests each keep QEMU busy under TCG,
+    // and two of them side by side on two cores pushed guests past their timeouts.
+    fileParallelism: false,
   },
 });

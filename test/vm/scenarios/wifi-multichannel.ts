@@ -18,7 +18,12 @@ import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 5201)); s.listen(1); print("listening", flush=True)
-c, peer = s.accept(); total = 0
+s.settimeout(60)  # a client that never connects must not hang the scenario either
+try:
+    c, peer = s.accept()
+except socket.timeout:
+    print("no connection", flush=True); raise SystemExit(1)
+total = 0
 c.settimeout(30)  # a lost DATA_FIN must not hang the scenario: report what arrived
 while True:
     try:
@@ -86,8 +91,10 @@ try {
   await sleep(2000);
   result.subflows = execFileSync('ss', ['-tniH', 'state', 'established', 'dport', '5201'], { encoding: 'utf8' });
   result.mptcpEndpoints = execFileSync('ip', ['mptcp', 'endpoint', 'show'], { encoding: 'utf8' });
-  await new Promise((resolve) => client.once('exit', resolve));
+  result.mptcpClientExit = await new Promise((resolve) => client.once('exit', resolve));
   step('mptcp client done');
+  // A client that failed leaves the server waiting for a connection that will not come.
+  if (result.mptcpClientExit !== 0) server.kill();
   await new Promise((resolve) => server.once('exit', resolve));
   result.mptcpReceived = Number(/received (\d+)/.exec(serverOut)?.[1] ?? 0);
   result.mptcpServer = serverOut;
