@@ -24,6 +24,7 @@ Commands:
   cloud                           the KubeEdge cloud link: connection, node, queued reports
   workloads [list]                VM and unikernel workloads: state, origin, where they run
   workloads run|stop|show NAME    start, stop, or show one (history, console)
+  workloads pause|resume NAME     stop or let run a workload's guest, keeping its state
   workloads migrate NAME PEER     live-migrate a workload to a peer agent
   workloads return NAME           bring a workload back from the peer it went to
   workloads identity              this agent's peer certificate fingerprint (for the peers' config)
@@ -262,6 +263,9 @@ async function workloadsCommand(values: Values, [action = 'list', name, peer]: s
       return print(await api.request('DELETE', `/api/v1/workloads/${need(name, 'stop NAME')}`));
     case 'show':
       return print(await api.request('GET', `/api/v1/workloads/${need(name, 'show NAME')}`));
+    case 'pause':
+    case 'resume':
+      return print(await api.request('POST', `/api/v1/workloads/${need(name, `${action} NAME`)}/${action}`));
     case 'migrate':
       need(peer, 'migrate NAME PEER');
       return print(await api.request('POST', `/api/v1/workloads/${need(name, 'migrate NAME PEER')}/migrate`, { peer }));

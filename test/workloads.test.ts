@@ -6,7 +6,7 @@
  * reported battery and mode, and starts a workload on its first connection (Jitsu).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateIdentity } from '../src/workloads/identity.js';
@@ -99,7 +99,9 @@ describe('workloads between two agents', () => {
         { name: 'svc', image: 'linux-service', placement: 'local' },
         { name: 'web', image: 'linux-service', ports: [{ guest: 8080, host: webPort }], onDemand: { idleTimeoutMs: 3000 } },
       ],
-      policy: { enabled: true, target: 'meta', intervalMs: 300, holdMs: 1000 },
+      // This host's own load, memory and temperature are whatever the test run makes them: only
+      // the battery and mode the test reports count.
+      policy: { enabled: true, target: 'meta', intervalMs: 300, holdMs: 1000, cpuLoad: null, freeMemoryMiB: null, temperature: null },
       migrationBandwidthMiBps: 16,
     });
     // The meta-edge has no images of its own: what it runs, it fetches from the edge.
@@ -123,6 +125,23 @@ describe('workloads between two agents', () => {
     const ticking = await waitFor('two ticks on the console', async () => ((lastTick((await workload(edge, 'ticker')).console)?.tick ?? 0) >= 2 ? true : undefined), { timeoutMs: 20_000, intervalMs: 250 });
     expect(ticking).toBe(true);
   }, 30_000);
+
+  it('pauses and resumes it, and restarts it when its QEMU dies (restart: on-failure)', async () => {
+    expect((await api<Workload>(edge, 'POST', '/ticker/pause')).body).toMatchObject({ state: 'paused' });
+    const paused = lastTick((await workload(edge, 'ticker')).console)!;
+    await sleep(2500);
+    expect(lastTick((await workload(edge, 'ticker')).console)!.tick).toBeLessThanOrEqual(paused.tick + 1);
+    expect((await api<Workload>(edge, 'POST', '/ticker/resume')).body).toMatchObject({ state: 'running' });
+    await waitFor('ticks again', async () => ((lastTick((await workload(edge, 'ticker')).console)?.tick ?? 0) > paused.tick + 1 ? true : undefined), { timeoutMs: 10_000, intervalMs: 250 });
+    const { pid } = await workload(edge, 'ticker');
+    process.kill(pid!, 'SIGKILL');
+    const restarted = await waitFor('the restart policy at work', async () => {
+      const now = await workload(edge, 'ticker');
+      return now.state === 'running' && now.pid !== undefined && now.pid !== pid ? now : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 200 });
+    expect(restarted.history!.some((h) => h.event === 'exited')).toBe(true);
+    await waitFor('the new guest ticking', async () => ((lastTick((await workload(edge, 'ticker')).console)?.tick ?? 0) >= 1 ? true : undefined), { timeoutMs: 15_000, intervalMs: 250 });
+  }, 45_000);
 
   it('live-migrates it to the meta-edge, which fetches the image over the pinned channel: state survives', async () => {
     const before = lastTick((await workload(edge, 'ticker')).console)!;
@@ -167,9 +186,30 @@ describe('workloads between two agents', () => {
     expect((await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads.filter((w) => w.pid)).toEqual([]);
   });
 
+  it('refuses an artifact whose bytes do not match its digest, before anything starts at the target', async () => {
+    await api(edge, 'POST', '', { name: 'svc' });
+    const manifest = JSON.parse(readFileSync(join(IMAGES, 'linux-service/manifest.json'), 'utf8')) as { artifacts: Array<{ role: string; sha256: string }> };
+    const initrd = join(edge.data, 'workloads/images', manifest.artifacts.find((a) => a.role === 'initrd')!.sha256);
+    const original = readFileSync(initrd);
+    const damaged = Buffer.from(original);
+    damaged.writeUInt8(damaged.readUInt8(damaged.length - 1) ^ 0xff, damaged.length - 1);
+    chmodSync(initrd, 0o600);
+    writeFileSync(initrd, damaged);
+    try {
+      const { status, body } = await api<{ reason: string }>(edge, 'POST', '/svc/migrate', { peer: 'meta' });
+      expect(status).toBe(422);
+      expect(body.reason).toMatch(/artifact initrd .* refused: .*sha256/);
+    } finally {
+      writeFileSync(initrd, original);
+    }
+    expect(await workload(edge, 'svc')).toMatchObject({ state: 'running', origin: 'local' });
+    expect((await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
+    const stray = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes('qemu-system') && line.includes(meta.data));
+    expect(stray).toEqual([]);
+  }, 60_000);
+
   it('keeps the workload at the source when the target is killed mid-migration, and nothing stays half-started there', async () => {
     // A 128 MiB Linux guest at 16 MiB/s takes seconds to move: time to pull the plug midway.
-    await api(edge, 'POST', '', { name: 'svc' });
     const migrating = api<{ error?: string }>(edge, 'POST', '/svc/migrate', { peer: 'meta' });
     await waitFor('the migration under way', () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(join(meta.data, 'run')), { intervalMs: 20, timeoutMs: 10_000 });
     await sleep(1000);
@@ -185,6 +225,23 @@ describe('workloads between two agents', () => {
     const stray = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes('qemu-system') && line.includes(meta.data));
     expect(stray).toEqual([]);
   }, 60_000);
+
+  it('leaves nothing at the target when the source is killed mid-migration, and runs the workload again at the source', async () => {
+    await api(edge, 'POST', '', { name: 'svc' });
+    const migrating = api(edge, 'POST', '/svc/migrate', { peer: 'meta' }).catch(() => undefined);
+    await waitFor('the migration under way', () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(join(meta.data, 'run')), { intervalMs: 20, timeoutMs: 15_000 });
+    await sleep(1000);
+    edge.agent!.child.kill('SIGKILL');
+    await migrating;
+    await waitFor('nothing left at the meta-edge', () => !execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(join(meta.data, 'run', 'workloads', 'svc')), { timeoutMs: 20_000, intervalMs: 200 });
+    expect((await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
+    await start(edge, edgeConfig);
+    expect(await workload(edge, 'svc')).toMatchObject({ state: 'running', origin: 'local', pid: expect.any(Number) });
+    // One QEMU for it: the one the killed agent left was ended, not run twice.
+    const copies = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes('qemu-system') && line.includes(join(edge.data, 'run', 'workloads', 'svc')));
+    expect(copies).toHaveLength(1);
+    await api(edge, 'DELETE', '/svc');
+  }, 90_000);
 
   it('offloads on a low battery reported by the robot, not a workload pinned local, and brings them back once charged', async () => {
     await api(edge, 'POST', '', { name: 'ticker' });

@@ -7,6 +7,7 @@
  *   PUT    /telemetry            reported inputs (battery, charging, mode, …; null clears one)
  *   GET    /{name}               one workload, its history and console tail
  *   DELETE /{name}               stops it
+ *   POST   /{name}/pause         pauses its guest; /resume lets it run again
  *   POST   /{name}/migrate       {"peer"} moves it to the peer (live migration)
  *   POST   /{name}/return        asks the peer it went to for it back
  */
@@ -43,6 +44,8 @@ export function workloadsApi(workloads: Workloads) {
       return { ...manager.get(first), history: manager.store.history(first), console: manager.consoleTail(first) };
     } else if (!action && method === 'DELETE') {
       return manager.stop(first);
+    } else if ((action === 'pause' || action === 'resume') && method === 'POST') {
+      return manager.pause(first, action === 'pause');
     } else if (action === 'migrate' && method === 'POST') {
       return workloads.migrate(first, parse(migrateBody, await body()).peer);
     } else if (action === 'return' && method === 'POST') {

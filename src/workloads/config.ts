@@ -45,10 +45,11 @@ const policy = v.strictObject({
   intervalMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), 5000),
   /** How long a condition must hold before the policy acts on it. */
   holdMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 15_000),
-  cpuLoad: v.optional(v.strictObject({ out: percent, back: percent }), { out: 90, back: 60 }),
-  freeMemoryMiB: v.optional(v.strictObject({ out: v.number(), back: v.number() }), { out: 64, back: 128 }),
-  battery: v.optional(v.strictObject({ out: percent, back: percent }), { out: 20, back: 40 }),
-  temperature: v.optional(v.strictObject({ out: v.number(), back: v.number() }), { out: 80, back: 70 }),
+  /** A rule set to null is not looked at. */
+  cpuLoad: v.optional(v.nullable(v.strictObject({ out: percent, back: percent })), { out: 90, back: 60 }),
+  freeMemoryMiB: v.optional(v.nullable(v.strictObject({ out: v.number(), back: v.number() })), { out: 64, back: 128 }),
+  battery: v.optional(v.nullable(v.strictObject({ out: percent, back: percent })), { out: 20, back: 40 }),
+  temperature: v.optional(v.nullable(v.strictObject({ out: v.number(), back: v.number() })), { out: 80, back: 70 }),
   /** Link quality 0–100 (WiFi); below `out` workloads stay where they are, as moving them would be slow. */
   linkQuality: v.optional(v.strictObject({ min: percent }), { min: 30 }),
   /** Device modes (set through the API) in which workloads leave: a robot on a mission needs its CPU and battery. */

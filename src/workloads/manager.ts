@@ -254,6 +254,17 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
     return this.get(name);
   }
 
+  /** Pauses the guest (its vCPUs stop; memory and devices stay) or lets it run again. */
+  async pause(name: string, paused: boolean): Promise<WorkloadView> {
+    const running = this.running.get(name);
+    if (!running) throw new WorkloadError(409, `workload ${name} is not running here`);
+    if (paused) await running.process.pause();
+    else await running.process.resume();
+    const record = this.store.get(name)!;
+    this.save({ ...record, state: paused ? 'paused' : 'running' }, paused ? 'paused' : 'resumed');
+    return this.get(name);
+  }
+
   /** Forgets a workload that is not running (one that came in by migration and was stopped). */
   remove(name: string): void {
     if (this.running.has(name)) throw new WorkloadError(409, `workload ${name} is running`);

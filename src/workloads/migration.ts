@@ -122,7 +122,9 @@ export class Migrations {
       const message = error instanceof PeerError || error instanceof WorkloadError ? error.message : `migration of ${name} to ${peerName} failed: ${(error as Error).message}`;
       this.manager.record(name, 'migration failed', { peer: peerName, error: message });
       this.log.warn({ workload: name, peer: peerName, err: message }, 'migration failed; the workload keeps running here');
-      throw error instanceof WorkloadError ? error : new WorkloadError(502, message);
+      if (error instanceof WorkloadError) throw error;
+      // The target's refusal (422 for a bad artifact or image, 409 for a name it runs) is the answer.
+      throw new WorkloadError(error instanceof PeerError && error.status !== undefined && error.status < 500 ? error.status : 502, message);
     } finally {
       this.outgoing.delete(name);
       local?.close();

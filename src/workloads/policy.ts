@@ -31,24 +31,24 @@ export interface Decision {
   at: string;
 }
 
-/** What presses the gateway now, by the `out` thresholds. */
+/** What presses the gateway now, by the `out` thresholds of the rules in use. */
 export function pressures(t: Telemetry, c: PolicyConfig): string[] {
   const reasons: string[] = [];
-  if (t.cpuLoad >= c.cpuLoad.out) reasons.push(`CPU load ${t.cpuLoad.toFixed(0)} % ≥ ${c.cpuLoad.out} %`);
-  if (t.freeMemoryMiB <= c.freeMemoryMiB.out) reasons.push(`free memory ${t.freeMemoryMiB.toFixed(0)} MiB ≤ ${c.freeMemoryMiB.out} MiB`);
-  if (t.battery !== undefined && !t.charging && t.battery <= c.battery.out) reasons.push(`battery ${t.battery} % ≤ ${c.battery.out} % and not charging`);
-  if (t.temperature !== undefined && t.temperature >= c.temperature.out) reasons.push(`temperature ${t.temperature} °C ≥ ${c.temperature.out} °C`);
+  if (c.cpuLoad && t.cpuLoad >= c.cpuLoad.out) reasons.push(`CPU load ${t.cpuLoad.toFixed(0)} % ≥ ${c.cpuLoad.out} %`);
+  if (c.freeMemoryMiB && t.freeMemoryMiB <= c.freeMemoryMiB.out) reasons.push(`free memory ${t.freeMemoryMiB.toFixed(0)} MiB ≤ ${c.freeMemoryMiB.out} MiB`);
+  if (c.battery && t.battery !== undefined && !t.charging && t.battery <= c.battery.out) reasons.push(`battery ${t.battery} % ≤ ${c.battery.out} % and not charging`);
+  if (c.temperature && t.temperature !== undefined && t.temperature >= c.temperature.out) reasons.push(`temperature ${t.temperature} °C ≥ ${c.temperature.out} °C`);
   if (t.mode !== undefined && c.offloadModes.includes(t.mode)) reasons.push(`mode ${t.mode}`);
   return reasons;
 }
 
-/** Whether every condition is clear of its `back` threshold (further than the `out` one). */
+/** Whether every rule in use is clear of its `back` threshold (further than the `out` one). */
 export function relieved(t: Telemetry, c: PolicyConfig): boolean {
   return (
-    t.cpuLoad <= c.cpuLoad.back &&
-    t.freeMemoryMiB >= c.freeMemoryMiB.back &&
-    (t.battery === undefined || t.charging === true || t.battery >= c.battery.back) &&
-    (t.temperature === undefined || t.temperature <= c.temperature.back) &&
+    (!c.cpuLoad || t.cpuLoad <= c.cpuLoad.back) &&
+    (!c.freeMemoryMiB || t.freeMemoryMiB >= c.freeMemoryMiB.back) &&
+    (!c.battery || t.battery === undefined || t.charging === true || t.battery >= c.battery.back) &&
+    (!c.temperature || t.temperature === undefined || t.temperature <= c.temperature.back) &&
     !(t.mode !== undefined && c.offloadModes.includes(t.mode))
   );
 }

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { WorkloadDefinition } from './config.js';
 
-export type WorkloadState = 'starting' | 'running' | 'stopped' | 'failed' | 'migrating' | 'migrated' | 'incoming' | 'idle';
+export type WorkloadState = 'starting' | 'running' | 'paused' | 'stopped' | 'failed' | 'migrated' | 'incoming' | 'idle';
 
 export interface WorkloadRecord {
   name: string;

@@ -80,6 +80,8 @@ try {
   // MPTCP: a transfer from the station side to the AP side, subflows over both identities.
   execFileSync('ip', ['netns', 'exec', AP_NAMESPACE, 'ip', 'mptcp', 'limits', 'set', 'subflow', '4', 'add_addr_accepted', '4']);
   const server = spawn('ip', ['netns', 'exec', AP_NAMESPACE, '/usr/bin/python3', '-c', MPTCP_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Taken now: the server may end before the client's exit has been seen.
+  const serverExited = new Promise((resolve) => server.once('exit', resolve));
   let serverOut = '';
   server.stdout.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
   while (!serverOut.includes('listening')) await sleep(50);
@@ -88,14 +90,15 @@ try {
   result.sensitiveSource = trustedAddress;
   const apIdentity = ready.identities.find((i) => i.ssid === 'apA')!;
   const client = spawn('/usr/bin/python3', ['-c', MPTCP_CLIENT, '10.0.1.1', '4'], { stdio: 'inherit' });
+  const clientExited = new Promise((resolve) => client.once('exit', resolve));
   await sleep(2000);
   result.subflows = execFileSync('ss', ['-tniH', 'state', 'established', 'dport', '5201'], { encoding: 'utf8' });
   result.mptcpEndpoints = execFileSync('ip', ['mptcp', 'endpoint', 'show'], { encoding: 'utf8' });
-  result.mptcpClientExit = await new Promise((resolve) => client.once('exit', resolve));
+  result.mptcpClientExit = await clientExited;
   step('mptcp client done');
   // A client that failed leaves the server waiting for a connection that will not come.
   if (result.mptcpClientExit !== 0) server.kill();
-  await new Promise((resolve) => server.once('exit', resolve));
+  await serverExited;
   result.mptcpReceived = Number(/received (\d+)/.exec(serverOut)?.[1] ?? 0);
   result.mptcpServer = serverOut;
   result.mptcpIdentity = apIdentity.name;
