@@ -3,6 +3,7 @@
  * temperature data, recording every notification's sequence number on arrival.
  */
 import type { Peripheral } from '@abandonware/noble';
+import { askForAclBuffers } from '../../mappers/ble/controller.js';
 import { TEMPERATURE_DATA, TEMPERATURE_SERVICE } from '../../test/vm/ble-testbed.js';
 import { serveArrivals, type Arrivals } from './arrivals.js';
 
@@ -12,8 +13,7 @@ await new Promise<void>((resolve) => {
   if (noble._state === 'poweredOn') return resolve();
   noble.on('stateChange', (state) => state === 'poweredOn' && resolve());
 });
-// As the mapper does: noble never asks for the ACL buffers on the HCI user channel.
-(noble as unknown as { _bindings: { _hci: { readLeBufferSize(): void } } })._bindings._hci.readLeBufferSize();
+askForAclBuffers(noble);
 
 const found = new Promise<Peripheral>((resolve) => noble.on('discover', (p: Peripheral) => p.address === address && resolve(p)));
 await noble.startScanningAsync([], true);

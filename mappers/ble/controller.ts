@@ -12,8 +12,12 @@ import { DeviceUnreachableError } from '../../src/mapperhost/contract.js';
 
 type Noble = typeof import('@abandonware/noble');
 type NobleFactory = (options: { deviceId?: number }) => Noble;
-interface NobleInternals {
-  _bindings: { _hci: { readLeBufferSize(): void } };
+/**
+ * On the HCI user channel noble (1.9.2-26) never asks for the controller's ACL buffers, and
+ * without them it sends nothing on a connection: ask once the controller is powered on.
+ */
+export function askForAclBuffers(noble: Noble): void {
+  (noble as unknown as { _bindings: { _hci: { readLeBufferSize(): void } } })._bindings._hci.readLeBufferSize();
 }
 
 const POWER_ON_TIMEOUT_MS = 10_000;
@@ -79,9 +83,7 @@ export class BleController {
     noble.on('stateChange', (state: string) => {
       this.log.info({ controller: name, state }, 'bluetooth controller state');
       if (state !== 'poweredOn') return;
-      // On the HCI user channel noble (1.9.2-26) never asks for the controller's ACL buffers, and
-      // without them it sends nothing on a connection.
-      if (process.env.HCI_CHANNEL_USER) (noble as unknown as NobleInternals)._bindings._hci.readLeBufferSize();
+      if (process.env.HCI_CHANNEL_USER) askForAclBuffers(noble);
       this.updateScanning();
     });
   }

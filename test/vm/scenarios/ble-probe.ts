@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Characteristic, Peripheral } from '@abandonware/noble';
+import { askForAclBuffers } from '../../../mappers/ble/controller.js';
 import {
   agentEnv,
   ATC_UUID,
@@ -86,9 +87,7 @@ try {
     if (noble._state === 'poweredOn') return resolve();
     noble.on('stateChange', (state) => state === 'poweredOn' && resolve());
   });
-  // noble 1.9.2-26 never asks for the ACL buffer size on the user channel (only in raw mode), so
-  // nothing it queues for a connection would ever be sent.
-  noble._bindings._hci.readLeBufferSize();
+  askForAclBuffers(noble);
   result.noblePoweredOnMs = elapsed(since);
 
   const sightings: Sighting[] = [];
