@@ -227,7 +227,7 @@ async function cloud(values: Values): Promise<void> {
 interface WorkloadRow {
   name: string;
   state: string;
-  image?: string;
+  definition: { image: string };
   origin: string;
   movedTo?: string;
   pid?: number;
@@ -246,7 +246,7 @@ async function workloadsCommand(values: Values, [action = 'list', name, peer]: s
     case 'list': {
       const { workloads } = await api.request<{ workloads: WorkloadRow[] }>('GET', '/api/v1/workloads');
       if (values.json) return print(workloads);
-      const rows = workloads.map((w) => [w.name, w.state, w.image ?? '-', w.origin, w.movedTo ?? (w.pid ? 'here' : '-'), w.pid ? `${w.pid} (${w.accel})` : '-', w.reason ?? '']);
+      const rows = workloads.map((w) => [w.name, w.state, w.definition.image, w.origin, w.movedTo ?? (w.pid ? 'here' : '-'), w.pid ? `${w.pid} (${w.accel})` : '-', w.reason ?? '']);
       return console.log(table([['WORKLOAD', 'STATE', 'IMAGE', 'ORIGIN', 'WHERE', 'QEMU', 'REASON'], ...rows]));
     }
     case 'identity': {

@@ -12,7 +12,7 @@ import { parseObject } from '../devices/load.js';
 import type { CloudConfig } from './config.js';
 import { CloudLink, type LinkStatus } from './link.js';
 import { contentObject, MessageError, responseTo, type BeehiveMessage } from './message.js';
-import { nodeFacts, patchNodeStatus, registerNode } from './node.js';
+import { kubernetesTime, nodeFacts, patchNodeStatus, registerNode } from './node.js';
 import { CloudObjects, type CloudKind } from './objects.js';
 import { Outbox, type OutboxStats } from './outbox.js';
 import { stageReports, type ReportFilter } from './uplink.js';
@@ -58,7 +58,7 @@ export class EdgeHub {
   private statusTimer?: NodeJS.Timeout;
   private registration?: string;
   private registered = false;
-  private since = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  private readonly since = kubernetesTime();
   private pumpScheduled = false;
   private unsupported = 0;
   /** Downstream objects are applied one at a time, in the order the cloud sent them. */

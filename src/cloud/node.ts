@@ -37,8 +37,13 @@ export async function nodeFacts(node: string): Promise<NodeFacts> {
   };
 }
 
+/** Kubernetes' metav1.Time: RFC 3339 in whole seconds. */
+export function kubernetesTime(date = new Date()): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
 function status(facts: NodeFacts, since: string): Record<string, unknown> {
-  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const now = kubernetesTime();
   const resources = { cpu: facts.cpu, memory: facts.memory, pods: MAX_PODS };
   return {
     capacity: resources,

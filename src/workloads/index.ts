@@ -124,8 +124,8 @@ export class Workloads {
     return { enabled: this.config.policy.enabled, target: this.config.policy.target, last: this.lastDecision };
   }
 
-  onDemandState(): Array<{ name: string } & ReturnType<OnDemandWorkload['state']>> {
-    return this.onDemand.map((listener, i) => ({ name: this.config.workloads.filter((w) => w.onDemand)[i]!.name, ...listener.state() }));
+  onDemandState(): Array<ReturnType<OnDemandWorkload['state']>> {
+    return this.onDemand.map((listener) => listener.state());
   }
 
   private schedulePolicy(delay = this.config.policy.intervalMs): void {

@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { detectAccel } from './accel.js';
 import type { WorkloadDefinition, WorkloadsConfig } from './config.js';
 import { checkRunnable, ImageStore } from './image.js';
-import { QemuProcess, type QemuOptions } from './qemu.js';
+import { consoleTail, QemuProcess, type QemuOptions } from './qemu.js';
 import { WorkloadStore, type WorkloadRecord, type WorkloadState } from './store.js';
 import type { ArtifactPaths, ImageManifest } from './types.js';
 
@@ -33,7 +33,11 @@ export interface Image {
 export interface WorkloadView extends WorkloadRecord {
   pid?: number;
   accel?: string;
-  image?: string;
+}
+
+/** A defined workload that has no record yet. */
+function neverRun(definition: WorkloadDefinition): WorkloadRecord {
+  return { name: definition.name, definition, state: 'stopped', origin: 'local', updatedAt: '' };
 }
 
 interface Running {
@@ -146,20 +150,17 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
 
   list(): WorkloadView[] {
     const records = new Map(this.store.list().map((r) => [r.name, r]));
-    for (const definition of this.config.workloads) {
-      if (!records.has(definition.name)) records.set(definition.name, { name: definition.name, definition, state: 'stopped', origin: 'local', updatedAt: '' });
-    }
+    for (const definition of this.config.workloads) if (!records.has(definition.name)) records.set(definition.name, neverRun(definition));
     return [...records.values()].map((record) => this.view(record));
   }
 
   get(name: string): WorkloadView {
-    const record = this.store.get(name) ?? { name, definition: this.definition(name), state: 'stopped' as const, origin: 'local', updatedAt: '' };
-    return this.view(record);
+    return this.view(this.store.get(name) ?? neverRun(this.definition(name)));
   }
 
   private view(record: WorkloadRecord): WorkloadView {
     const running = this.running.get(record.name);
-    return { ...record, image: record.definition.image, ...(running ? { pid: running.process.pid, accel: this.accel } : {}) };
+    return { ...record, ...(running ? { pid: running.process.pid, accel: this.accel } : {}) };
   }
 
   process(name: string): QemuProcess | undefined {
@@ -278,12 +279,7 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
   }
 
   consoleTail(name: string, bytes = 4096): string {
-    const running = this.running.get(name);
-    if (running) return running.process.consoleTail(bytes);
-    const file = join(this.runDir, `${name}.console`);
-    if (!existsSync(file)) return '';
-    const text = readFileSync(file, 'utf8');
-    return text.slice(-bytes);
+    return consoleTail(this.runDir, name, bytes);
   }
 
   private save(record: Omit<WorkloadRecord, 'updatedAt'>, event: string, detail?: Record<string, unknown>): void {

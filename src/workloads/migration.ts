@@ -11,7 +11,6 @@ import { rmSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import * as v from 'valibot';
 import type { Logger } from '../log.js';
 import { parseOrThrow } from '../schema.js';
@@ -20,6 +19,7 @@ import { checkRunnable, parseImageManifest } from './image.js';
 import { WorkloadError, type WorkloadManager } from './manager.js';
 import { PeerError, type PeerClient, type PeerConfig } from './peers.js';
 import { QemuProcess, type MigrationInfo } from './qemu.js';
+import { splice } from './splice.js';
 import type { ImageManifest } from './types.js';
 
 /** Generous: under TCG a 128 MiB guest takes a second or two; a busy gateway more. */
@@ -191,14 +191,9 @@ export class Migrations {
       socket.destroy();
       return;
     }
-    const qemu = connect(incoming.socket);
-    const done = (error?: unknown) => {
-      if (error) this.log.warn({ workload: incoming.name, err: (error as Error).message }, 'incoming migration stream broke');
-      socket.destroy();
-      qemu.destroy();
-    };
-    pipeline(socket, qemu).then(() => done(), done);
-    pipeline(qemu, socket).catch(done);
+    void splice(socket, connect(incoming.socket)).then((error) => {
+      if (error) this.log.warn({ workload: incoming.name, err: error.message }, 'incoming migration stream broke');
+    });
   }
 
   /** The source says its side completed: wait until the guest runs here, then it is ours. */
@@ -247,12 +242,8 @@ function tunnelFrom(path: string, tunnel: Duplex): Promise<Server> {
   rmSync(path, { force: true });
   const server = createServer((socket) => {
     server.close();
-    const done = () => {
-      socket.destroy();
-      tunnel.destroy();
-    };
-    pipeline(socket, tunnel).then(done, done);
-    pipeline(tunnel, socket).catch(done);
+    // A broken stream shows as QEMU's migration failing; nothing more to report here.
+    void splice(socket, tunnel);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { WorkloadDefinition } from './config.js';
 import type { WorkloadManager } from './manager.js';
+import { splice } from './splice.js';
 
 const READY_TIMEOUT_MS = 60_000;
 /** QEMU's user network accepts a forwarded connection and drops it at once while nothing listens in the guest. */
@@ -71,8 +72,8 @@ export class OnDemandWorkload {
     return this.definition.ports[0]!.host;
   }
 
-  state(): OnDemandStats & { port: number; snapshot: boolean } {
-    return { ...this.stats, port: this.port, snapshot: existsSync(this.snapshot) };
+  state(): OnDemandStats & { name: string; port: number; snapshot: boolean } {
+    return { name: this.definition.name, ...this.stats, port: this.port, snapshot: existsSync(this.snapshot) };
   }
 
   async start(): Promise<void> {
@@ -97,16 +98,7 @@ export class OnDemandWorkload {
     });
     client.on('error', () => client.destroy());
     this.ready()
-      .then(() => {
-        const guest = connect(this.internalPort, '127.0.0.1');
-        guest.on('error', () => client.destroy());
-        client.on('error', () => guest.destroy());
-        guest.once('close', () => client.destroy());
-        client.once('close', () => guest.destroy());
-        client.pipe(guest);
-        guest.pipe(client);
-        client.resume();
-      })
+      .then(() => splice(client, connect(this.internalPort, '127.0.0.1')))
       .catch((error: Error) => {
         this.log.warn({ workload: this.definition.name, err: error.message }, 'on-demand start failed; connection dropped');
         client.destroy();

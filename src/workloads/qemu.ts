@@ -126,7 +126,7 @@ function qemuOptionValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
-const consolePathOf = (options: QemuOptions) => join(options.runDir, `${options.id}.console`);
+const consolePathOf = (options: Pick<QemuOptions, 'runDir' | 'id'>) => join(options.runDir, `${options.id}.console`);
 const qmpPathOf = (options: QemuOptions) => join(options.runDir, `${options.id}.qmp`);
 
 function migrationInfo(answer: v.InferOutput<typeof MigrateInfoSchema>): MigrationInfo {
@@ -288,21 +288,30 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
 
   /** The end of what the guest wrote to its serial console. */
   consoleTail(bytes = 4096): string {
-    let fd: number;
-    try {
-      fd = openSync(this.consolePath, 'r');
-    } catch {
-      return '';
-    }
-    try {
-      const size = fstatSync(fd).size;
-      const length = Math.min(bytes, size);
-      const buffer = Buffer.alloc(length);
-      readSync(fd, buffer, 0, length, size - length);
-      return buffer.toString('utf8');
-    } finally {
-      closeSync(fd);
-    }
+    return fileTail(this.consolePath, bytes);
+  }
+}
+
+/** The console of workload `id` in `runDir`, running or not: its last `bytes`, or '' if it never had one. */
+export function consoleTail(runDir: string, id: string, bytes = 4096): string {
+  return fileTail(consolePathOf({ runDir, id }), bytes);
+}
+
+function fileTail(path: string, bytes: number): string {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const length = Math.min(bytes, size);
+    const buffer = Buffer.alloc(length);
+    readSync(fd, buffer, 0, length, size - length);
+    return buffer.toString('utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -50,12 +50,13 @@ export class TelemetrySource {
 
   async read(): Promise<Telemetry> {
     const [load, mem, battery, temperature] = await Promise.all([si.currentLoad(), si.mem(), si.battery(), si.cpuTemperature()]);
+    const link = linkQuality(this.wifi());
     const measured: Telemetry = {
       cpuLoad: load.currentLoad,
       freeMemoryMiB: mem.available / 1024 ** 2,
       ...(battery.hasBattery ? { battery: battery.percent, charging: battery.isCharging } : {}),
       ...(temperature.main !== null && temperature.main !== undefined && temperature.main > 0 ? { temperature: temperature.main } : {}),
-      ...(linkQuality(this.wifi()) !== undefined ? { linkQuality: linkQuality(this.wifi()) } : {}),
+      ...(link !== undefined ? { linkQuality: link } : {}),
     };
     return { ...measured, ...(this.reported as Partial<Telemetry>) };
   }
