@@ -3,6 +3,7 @@
  * interfaces are added and removed with INTERFACE_ADD/INTERFACE_REMOVE, each then gets a
  * control socket of its own. The agent starts the daemon, or uses one already running.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +23,7 @@ async function waitForSocket(path: string, child: ChildProcess, timeoutMs: numbe
   while (!existsSync(path)) {
     if (child.exitCode !== null) throw new WpaCtrlError(`wpa_supplicant exited with code ${child.exitCode} before opening ${path}`);
     if (Date.now() > deadline) throw new WpaCtrlError(`wpa_supplicant did not open ${path} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
   }
 }
 

@@ -6,6 +6,7 @@
  * confirms the guest runs and the source ends its copy. Any failure on the way leaves the
  * workload running at the source and nothing at the target.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
@@ -204,7 +205,7 @@ export class Migrations {
     const deadline = Date.now() + CONFIRM_TIMEOUT_MS;
     let status = await incoming.process.status();
     while (status !== 'running' && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await sleep(20);
       status = await incoming.process.status();
     }
     if (status !== 'running') {

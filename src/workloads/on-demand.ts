@@ -5,6 +5,7 @@
  * passed through once the guest accepts, so the client sees a slower first byte, not a refused
  * connection. With no connection for `idleTimeoutMs` the workload is snapshotted and stopped.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -120,7 +121,7 @@ export class OnDemandWorkload {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (!(await guestAccepts(this.internalPort))) {
       if (Date.now() > deadline) throw new Error(`${this.definition.name} did not accept on port ${guestPort} within ${READY_TIMEOUT_MS / 1000} s`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
     this.stats.lastStartMs = Math.round(performance.now() - started);
     if (resume) this.stats.resumes++;

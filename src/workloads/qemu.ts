@@ -3,6 +3,7 @@
  * caps, its serial console written to a file, paused, resumed, migrated live, saved to a
  * snapshot file and started again from one.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, constants, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -198,7 +199,7 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
     let info = await this.queryMigrate();
     while (!TERMINAL_MIGRATION_STATUSES.has(info.status)) {
       if (performance.now() > deadline) throw new Error(`restoring ${this.options.snapshot} still ${info.status} after ${SNAPSHOT_TIMEOUT_MS} ms`);
-      await delay(MIGRATION_POLL_MS);
+      await sleep(MIGRATION_POLL_MS);
       info = await this.queryMigrate();
     }
     if (info.status !== 'completed') throw new Error(`restoring ${this.options.snapshot} ${info.status}${info.error ? `: ${info.error}` : ''}`);
@@ -248,7 +249,7 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
       onProgress?.(info);
       if (TERMINAL_MIGRATION_STATUSES.has(info.status)) return info;
       if (performance.now() > deadline) throw new Error(`migration of ${this.options.id} still ${info.status} after ${timeoutMs} ms`);
-      await delay(MIGRATION_POLL_MS);
+      await sleep(MIGRATION_POLL_MS);
     }
   }
 
@@ -458,4 +459,3 @@ class CpuQuota {
   }
 }
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,6 +4,7 @@
  * by it; events arrive in between. Commands go one at a time, as QEMU runs them in order anyway
  * and a command that times out must not leave the next one waiting behind it unseen.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import * as v from 'valibot';
@@ -69,7 +70,7 @@ export class QmpClient extends EventEmitter<{ event: [name: string, data: unknow
       });
       if (socket) return QmpClient.handshake(socket, socketPath, Math.max(deadline - performance.now(), CONNECT_RETRY_MS));
       if (performance.now() >= deadline) throw new Error(`QMP ${socketPath}: no QEMU listening after ${timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
+      await sleep(CONNECT_RETRY_MS);
     }
   }
 
