@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { modbusMapper } from '../mappers/modbus/index.js';
 import type { Device, DeviceModel } from '../src/devices/model.js';
 import type { BoundProperty, DeviceConnection } from '../src/mapperhost/contract.js';
+import { TransportPool } from '../src/mapperhost/transports.js';
 import { createLogger } from '../src/log.js';
 import { report, round } from './lib/report.js';
 
@@ -40,6 +41,11 @@ function device(slave: number, port: number): Device {
       reportToCloud: false,
     })),
     reported: {},
+    fields: {
+      protocol: 'spec.protocol.configData',
+      properties: 'spec.properties',
+      visitors: Object.fromEntries(model.properties.map((p, j) => [p.name, `spec.properties.${j}.visitors.configData`])),
+    },
   };
 }
 
@@ -79,8 +85,9 @@ export async function modbusPoll(): Promise<void> {
     // The server prints `READY <port>` with the port it bound.
     const port = await new Promise<number>((resolve) => createInterface({ input: server.stdout! }).once('line', (line) => resolve(Number(line.split(' ')[1]))));
     const log = createLogger('warn');
+    const transports = new TransportPool();
     const connections = await Promise.all(
-      Array.from({ length: SLAVES }, (_, s) => modbusMapper.connect(device(s + 1, port), model, { log, busUrl: '', push: () => undefined, lost: () => undefined })),
+      Array.from({ length: SLAVES }, (_, s) => modbusMapper.connect(device(s + 1, port), model, { log, busUrl: '', transports, push: () => undefined, lost: () => undefined })),
     );
     const properties: BoundProperty[] = device(1, port).properties.map((p, j) => ({ name: p.name, visitor: p.visitor, model: model.properties[j]! }));
     const check = await connections[SLAVES - 1]!.readMany!(properties);

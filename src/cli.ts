@@ -5,10 +5,15 @@
  * the agent is meant for 1 GB gateways (bench/footprint measures it).
  */
 import type { CloudStatus } from './cloud/edgehub.js';
+import type { DeviceSummary, TwinView } from './twin/routes.js';
+import type { WifiReport } from './wifi/wifi.js';
 import { parseArgs } from 'node:util';
 import { ApiClient, ApiClientError } from './api/client.js';
-import { ConfigError, resolveConfig } from './config.js';
+import { resolveConfig } from './config.js';
+import { ConfigError } from './errors.js';
 import { formatError, loadCatalog } from './devices/load.js';
+import { validateVisitors } from './mapperhost/validate.js';
+import { builtinMappers } from '../mappers/index.js';
 
 const USAGE = `Usage: edge-agent <command> [options]
 
@@ -108,10 +113,15 @@ async function start(values: Values): Promise<void> {
 function validate(paths: string[]): number {
   if (paths.length === 0) throw new UsageError('validate needs at least one PATH');
   const catalog = loadCatalog(paths);
+  const visitorErrors = validateVisitors(catalog, builtinMappers);
+  const errors = [...catalog.errors, ...visitorErrors];
+  // A device whose visitors its mapper refuses is loaded, but not valid.
+  const refused = new Set(visitorErrors.map((e) => `${e.file}\0${e.index}`));
+  const devices = [...catalog.devices.values()].filter((d) => !refused.has(`${d.source.file}\0${d.source.index}`)).length;
   for (const note of catalog.notes) console.log(`note: ${note.file}: document ${note.index}: ${note.note}`);
-  for (const error of catalog.errors) console.error(`error: ${formatError(error)}`);
-  console.log(`${catalog.devices.size} devices, ${catalog.models.size} device models valid; ${catalog.errors.length} errors`);
-  return catalog.errors.length === 0 ? 0 : 1;
+  for (const error of errors) console.error(`error: ${formatError(error)}`);
+  console.log(`${devices} devices, ${catalog.models.size} device models valid; ${errors.length} errors`);
+  return errors.length === 0 ? 0 : 1;
 }
 
 function client(values: Values): ApiClient {
@@ -133,21 +143,6 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
 
-interface DeviceSummary {
-  id: string;
-  state: string;
-  reason?: string;
-  lastOnline: string;
-  managed: boolean;
-  properties: number;
-}
-
-interface TwinEntry {
-  expected?: { value?: string };
-  actual?: { value?: string; metadata?: { timestamp?: number } };
-  metadata?: { type?: string };
-}
-
 async function devices(values: Values): Promise<void> {
   const { devices: list } = await client(values).request<{ devices: DeviceSummary[] }>('GET', '/api/v1/devices');
   if (values.json) return console.log(JSON.stringify(list, null, 2));
@@ -159,7 +154,7 @@ async function twin(values: Values, args: string[]): Promise<void> {
   const [action, ref, property, value] = args;
   const path = `/api/v1/devices/${deviceRef(ref)}`;
   if (action === 'get') {
-    const twins = await client(values).request<Record<string, TwinEntry>>('GET', `${path}/twin`);
+    const twins = await client(values).request<TwinView>('GET', `${path}/twin`);
     if (values.json) return console.log(JSON.stringify(twins, null, 2));
     const rows = Object.entries(twins).map(([key, t]) => [
       key,
@@ -178,33 +173,19 @@ async function twin(values: Values, args: string[]): Promise<void> {
   throw new UsageError(`unknown twin action ${JSON.stringify(action ?? '')} (get or set)`);
 }
 
-interface WifiView {
-  status?: string;
-  error?: string;
-  warning?: string;
-  backend?: string;
-  radio: string;
-  channelCapacity?: number;
-  channels?: number[];
-  identities?: Array<{ name: string; mac: string; status: string; ssid?: string; bssid?: string; channel?: number; signal?: number; txBitrate?: number; score?: number; trusted?: boolean; address?: string; error?: string }>;
-  aps?: Array<{ bssid: string; ssid: string; channel: number; signal: number; security: string; trusted: boolean; score: number; utilization?: number; avoidedUntil?: number }>;
-  lastSwitch?: { from: number[]; to: number[]; ms: number };
-  lastRecoveryMs?: number;
-}
-
 async function wifi(values: Values): Promise<void> {
-  const state = await client(values).request<WifiView>('GET', '/api/v1/wifi');
+  const state = await client(values).request<WifiReport>('GET', '/api/v1/wifi');
   if (values.json) return console.log(JSON.stringify(state, null, 2));
-  if (!state.identities) return console.log(`wifi ${state.status} on ${state.radio}${state.error ? `: ${state.error}` : ''}`);
+  if ('status' in state) return console.log(`wifi ${state.status} on ${state.radio}${'error' in state ? `: ${state.error}` : ''}`);
   const dash = (value: unknown) => (value === undefined ? '-' : String(value));
-  console.log(`${state.backend} on ${state.radio}: channels ${state.channels!.join(', ') || '-'} (radio can hold ${state.channelCapacity} at once)`);
+  console.log(`${state.backend} on ${state.radio}: channels ${state.channels.join(', ') || '-'} (radio can hold ${state.channelCapacity} at once)`);
   if (state.warning) console.log(`warning: ${state.warning}`);
   const identities = state.identities.map((i) => [
     i.name, i.mac || '-', i.status, dash(i.ssid), dash(i.bssid), dash(i.channel), i.signal === undefined ? '-' : `${i.signal} dBm`,
     i.txBitrate === undefined ? '-' : `${i.txBitrate} Mbit/s`, dash(i.score?.toFixed(1)), i.trusted === undefined ? '-' : i.trusted ? 'yes' : 'no', dash(i.address ?? i.error),
   ]);
   console.log(table([['IDENTITY', 'MAC', 'STATUS', 'SSID', 'BSSID', 'CH', 'SIGNAL', 'TX RATE', 'SCORE', 'TRUSTED', 'ADDRESS'], ...identities]));
-  const aps = state.aps!.map((ap) => [
+  const aps = state.aps.map((ap) => [
     ap.ssid, ap.bssid, String(ap.channel), `${ap.signal} dBm`, ap.security, ap.trusted ? 'yes' : 'no',
     ap.utilization === undefined ? '-' : `${Math.round(ap.utilization * 100)}%`, ap.score.toFixed(1), ap.avoidedUntil ? `avoided ${Math.ceil((ap.avoidedUntil - Date.now()) / 1000)} s` : '',
   ]);
@@ -214,14 +195,14 @@ async function wifi(values: Values): Promise<void> {
 }
 
 async function cloud(values: Values): Promise<void> {
-  const state = await client(values).request<Partial<CloudStatus> & { enabled?: false }>('GET', '/api/v1/cloud');
+  const state = await client(values).request<CloudStatus | { enabled: false }>('GET', '/api/v1/cloud');
   if (values.json) return console.log(JSON.stringify(state, null, 2));
-  if (!state.link) return console.log('cloud link disabled (cloud.enabled in the config)');
+  if ('enabled' in state) return console.log('cloud link disabled (cloud.enabled in the config)');
   const { link, outbox } = state;
   console.log(`${link.connected ? 'connected' : 'disconnected'} ${link.url}${link.since && link.connected ? ` since ${link.since}` : ''}${link.lastError ? ` (last error: ${link.lastError})` : ''}`);
   console.log(`node ${state.registered ? 'registered' : 'not registered'}; certificate expires ${link.certificateExpires ?? '-'}`);
   console.log(`from the cloud: ${state.devices} devices, ${state.models} models; ${link.badMessages} bad and ${state.unsupportedMessages} unsupported messages`);
-  console.log(`reports queued: ${outbox!.queued} (${outbox!.bytes} bytes), in flight ${outbox!.inFlight}, dropped ${outbox!.dropped}, coalesced ${outbox!.coalesced}`);
+  console.log(`reports queued: ${outbox.queued} (${outbox.bytes} bytes), in flight ${outbox.inFlight}, dropped ${outbox.dropped}, coalesced ${outbox.coalesced}`);
 }
 
 interface WorkloadRow {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import yaml from 'js-yaml';
 import * as v from 'valibot';
+import { ConfigError } from './errors.js';
 import { parseWith } from './schema.js';
 import { cloudSection } from './cloud/config.js';
 import { wifiSection } from './wifi/config.js';
@@ -81,8 +82,6 @@ function merge(base: Tree, override: Tree): Tree {
   }
   return out;
 }
-
-export class ConfigError extends Error {}
 
 export function resolveConfig(options: { file?: string; env?: NodeJS.ProcessEnv; flags?: Tree }): Config {
   let fromFile: Tree = {};

@@ -1,5 +1,6 @@
 /** Parsing external input with one schema at the edge: valibot, with issues as `path: message`. */
 import * as v from 'valibot';
+import { ConfigError } from './errors.js';
 
 export interface SchemaIssue {
   /** Dotted field path, `''` for the root. */
@@ -26,8 +27,6 @@ function describe(issue: v.BaseIssue<unknown>): SchemaIssue {
   const expected = issue.expected === null ? issue.type : /^[A-Z][a-z]+$/.test(issue.expected) ? issue.expected.toLowerCase() : issue.expected;
   return { path: keys.join('.'), message: `expected ${expected}, received ${issue.received}` };
 }
-
-export class ConfigError extends Error {}
 
 /** The parsed value, or one ConfigError naming `where` and every issue. */
 export function parseOrThrow<S extends v.GenericSchema>(schema: S, input: unknown, where: string): v.InferOutput<S> {

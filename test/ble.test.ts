@@ -4,7 +4,7 @@
  * an ATC-format sensor driven by raw HCI commands) and runs the whole agent inside with the
  * profiles of device-profiles/ble; these tests check what the scenario observed.
  */
-import type { DeviceDetail } from '../src/api/server.js';
+import type { DeviceDetail } from '../src/twin/routes.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runScenario, VM_TIMEOUT_MS } from './helpers/scenario.js';
 

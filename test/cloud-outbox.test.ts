@@ -9,19 +9,22 @@ import type { CloudConfig } from '../src/cloud/config.js';
 import { Outbox } from '../src/cloud/outbox.js';
 import { stageReports } from '../src/cloud/uplink.js';
 import { createLogger } from '../src/log.js';
+import { cloudMigrations } from '../src/cloud/tables.js';
+import { Database } from '../src/db/database.js';
 import { TwinStore } from '../src/twin/store.js';
 import { Twins } from '../src/twin/twins.js';
 import { tempDir } from './helpers/agent.js';
 
 const log = createLogger('silent');
 let file: string;
-let store: TwinStore;
+let store: Database;
 let twins: Twins;
 let outbox: Outbox;
 
 function open(queue: Partial<CloudConfig['queue']> = {}): void {
-  store = new TwinStore(file, 10);
-  twins = new Twins(store, (error) => {
+  store = new Database(file);
+  store.migrate(cloudMigrations);
+  twins = new Twins(new TwinStore(store, 10), (error) => {
     throw error;
   });
   outbox = new Outbox(store, { coalesce: false, maxBytes: 1024 * 1024, whenFull: 'drop-oldest', ...queue }, log);

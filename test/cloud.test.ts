@@ -7,7 +7,7 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeviceDetail } from '../src/api/server.js';
+import type { DeviceDetail } from '../src/twin/routes.js';
 import type { CloudStatus } from '../src/cloud/edgehub.js';
 import type { MsgTwin } from '../src/twin/types.js';
 import { newMessage, type BeehiveMessage } from '../src/cloud/message.js';

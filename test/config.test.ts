@@ -5,7 +5,8 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ConfigError, envOverrides, resolveConfig, type Config } from '../src/config.js';
+import { envOverrides, resolveConfig, type Config } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
 import { tempDir } from './helpers/agent.js';
 import { thrown } from './helpers/errors.js';
 import { wifiConfig } from '../src/wifi/config.js';

@@ -50,8 +50,8 @@ describe('mapper host with the virtual mapper (demo profiles)', () => {
   }
 
   it('loads the demo and test manifests without errors', () => {
-    expect(agent.agent.catalog.errors).toEqual([]);
-    expect([...agent.agent.catalog.devices.keys()]).toEqual(expect.arrayContaining(['default/thermometer-01', 'default/led-01', 'default/counter-01', 'default/sensor-01']));
+    expect(agent.agent.catalog.current.errors).toEqual([]);
+    expect([...agent.agent.catalog.current.devices.keys()]).toEqual(expect.arrayContaining(['default/thermometer-01', 'default/led-01', 'default/counter-01', 'default/sensor-01']));
   });
 
   it('the virtual thermometer reports a temperature that changes within 5 s', async () => {

@@ -266,8 +266,8 @@ describe('modbus mapper over TCP (pymodbus server, mbpoll cross-checks)', () => 
   });
 
   it('loads the manifests without errors and serves every device with the modbus mapper', () => {
-    expect(agent.agent.catalog.errors).toEqual([]);
-    expect([...agent.agent.catalog.devices.keys()]).toEqual(
+    expect(agent.agent.catalog.current.errors).toEqual([]);
+    expect([...agent.agent.catalog.current.devices.keys()]).toEqual(
       expect.arrayContaining(['default/modbus-reads-01', 'default/modbus-writes-01', 'default/modbus-alpha-01', 'default/modbus-bad-01', 'default/modbus-partial-01']),
     );
   });

@@ -101,7 +101,7 @@ describe('mqtt mapper on the embedded broker (Tasmota plug)', () => {
   });
 
   it('reports SENSOR telemetry as twin values, numbers by the model type', async () => {
-    expect(agent.agent.catalog.errors).toEqual([]);
+    expect(agent.agent.catalog.current.errors).toEqual([]);
     // Publishing until it shows: the mapper subscribes asynchronously after the agent is up.
     await waitFor('power 42 reported', async () => {
       await client.publishAsync('tele/plug_a/SENSOR', sensor(42), { qos: 1 });
@@ -155,7 +155,7 @@ describe('mqtt mapper on the embedded broker (Tasmota plug)', () => {
   it('counts and logs malformed payloads per device, validates configs and refuses writes without commandTopic', async () => {
     const lines: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-    const catalog = agent.agent.catalog;
+    const catalog = agent.agent.catalog.current;
     const device = catalog.devices.get('default/plug-a')!;
     const model = catalog.models.get(device.modelId)!;
     const context = { log, busUrl: agent.mqttUrl, push: () => undefined, lost: () => undefined };
@@ -249,7 +249,7 @@ spec:
   });
 
   it('reads JSON values (array paths too) published on Mosquitto, with one shared client for both devices', async () => {
-    expect(agent.agent.catalog.errors).toEqual([]);
+    expect(agent.agent.catalog.current.errors).toEqual([]);
     for (const name of ['lamp-1', 'lamp-2']) {
       await waitFor(`${name} brightness reported`, async () => {
         await mosquittoPub(broker.url, `zigbee2mqtt/${name}`, JSON.stringify({ state: 'OFF', brightness: name === 'lamp-1' ? 120 : 30, links: [{ lqi: 87 }] }));

@@ -1,14 +1,15 @@
 /**
  * The device twin (Twins over a real SQLite TwinStore) against KubeEdge's devicetwin semantics
- * (/tmp/research/kubeedge-twin-spec.md §3, §4): adds, versions, validation, deletion, delta,
+ * (KubeEdge edge/pkg/devicetwin/dtmanager/twin.go): adds, versions, validation, deletion, delta,
  * result/document shapes, device state, bounded history and persistence.
  *
  * Only `Date` is faked, so timestamps are exact; the store's setImmediate group commit runs for real.
  */
-import Database from 'better-sqlite3';
+import BetterSqlite3 from 'better-sqlite3';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Database } from '../src/db/database.js';
 import { TwinStore } from '../src/twin/store.js';
 import { Twins, type TwinChange, type TwinUpdate } from '../src/twin/twins.js';
 import { TwinError, twinDocument, type DeviceRecord, type TwinProperty } from '../src/twin/types.js';
@@ -22,16 +23,16 @@ const VALUE_ERROR = /^The value of twin must only include .* and the length of v
 
 let dir: string;
 let dbFile: string;
-let store: TwinStore;
+let db: Database;
 let twins: Twins;
 let changes: TwinChange[];
 let listenerErrors: unknown[];
 
 function open(historySize = 5): void {
-  store = new TwinStore(dbFile, historySize);
-  twins = new Twins(store, (error) => listenerErrors.push(error));
+  db = new Database(dbFile);
+  twins = new Twins(new TwinStore(db, historySize), (error) => listenerErrors.push(error));
   changes = [];
-  twins.on('changed', (change) => changes.push(change));
+  twins.onChange((change) => changes.push(change));
 }
 
 /**
@@ -73,7 +74,7 @@ function snapshot(id = ID): DeviceRecord | undefined {
 const twinError = (fn: () => unknown): TwinError => thrown(TwinError, fn);
 
 function readDb<T>(sql: string, ...params: unknown[]): T[] {
-  const db = new Database(dbFile, { readonly: true });
+  const db = new BetterSqlite3(dbFile, { readonly: true });
   try {
     return db.prepare(sql).all(...params) as T[];
   } finally {
@@ -93,7 +94,7 @@ beforeEach(() => {
 
 afterEach(async () => {
   await twins.flushed();
-  store.close();
+  db.close();
   vi.useRealTimers();
   rmSync(dir, { recursive: true, force: true });
   expect(listenerErrors).toEqual([]);
@@ -165,7 +166,7 @@ describe('adding unknown keys', () => {
 
   it('announces the change once it is committed to SQLite', async () => {
     const seen: Array<string | null> = [];
-    twins.on('changed', (change) => {
+    twins.onChange((change) => {
       const rows = readDb<{ actual: string }>('SELECT actual FROM twin WHERE device_id = ? AND key = ?', change.deviceId, 'humidity');
       seen.push(rows[0]?.actual ?? null);
     });
@@ -275,7 +276,7 @@ describe('validation', () => {
       for (const side of ['expected', 'actual'] as const) {
         const before = snapshot();
         const error = twinError(() => twins.update(ID, { [key]: { [side]: { value } } }, 'mqtt'));
-        expect(error.code).toBe(400);
+        expect(error.status).toBe(400);
         expect(error.message).toBe(message);
         expect(snapshot()).toEqual(before);
       }
@@ -285,24 +286,24 @@ describe('validation', () => {
 
     it("the stored type wins over the request's metadata.type", () => {
       const error = twinError(() => twins.update(ID, { count: { actual: { value: 'abc' }, metadata: { type: 'string' } } }, 'mqtt'));
-      expect(error).toMatchObject({ code: 400, message: 'the value is not int or integer' });
+      expect(error).toMatchObject({ status: 400, message: 'the value is not int or integer' });
       expect(twin('count')!.type).toBe('int');
     });
 
     it("a new key's value is checked against the type it is added with", () => {
       const error = twinError(() => twins.update(ID, { pressure: { actual: { value: 'high' }, metadata: { type: 'float' } } }, 'mqtt'));
-      expect(error).toMatchObject({ code: 400, message: 'the value is not float' });
+      expect(error).toMatchObject({ status: 400, message: 'the value is not float' });
       expect(twin('pressure')).toBeUndefined();
     });
 
     it('an unknown metadata.type is rejected', () => {
       const error = twinError(() => twins.update(ID, { pressure: { actual: { value: '1' }, metadata: { type: 'complex' } } }, 'mqtt'));
-      expect(error).toMatchObject({ code: 400, message: 'the value type is not allowed complex' });
+      expect(error).toMatchObject({ status: 400, message: 'the value type is not allowed complex' });
     });
 
     it('expected or actual without a value is rejected', () => {
-      expect(twinError(() => twins.update(ID, { mode: { expected: {} } }, 'mqtt')).code).toBe(400);
-      expect(twinError(() => twins.update(ID, { fresh: { actual: {} } }, 'mqtt')).code).toBe(400);
+      expect(twinError(() => twins.update(ID, { mode: { expected: {} } }, 'mqtt')).status).toBe(400);
+      expect(twinError(() => twins.update(ID, { fresh: { actual: {} } }, 'mqtt')).status).toBe(400);
       expect(twin('fresh')).toBeUndefined();
     });
   });
@@ -316,7 +317,7 @@ describe('validation', () => {
       await twins.flushed();
       const before = snapshot();
       const rowsBefore = readDb('SELECT * FROM twin ORDER BY key');
-      expect(twinError(() => twins.update(ID, update, 'mqtt')).code).toBe(400);
+      expect(twinError(() => twins.update(ID, update, 'mqtt')).status).toBe(400);
       expect(snapshot()).toEqual(before);
       await twins.flushed();
       expect(readDb('SELECT * FROM twin ORDER BY key')).toEqual(rowsBefore);
@@ -334,9 +335,9 @@ describe('validation', () => {
       ['with quotes', '"q"'],
     ])('key %s is rejected with 400', (_, key) => {
       const error = twinError(() => twins.update(ID, { [key]: { actual: { value: '1' } } }, 'mqtt'));
-      expect(error.code).toBe(400);
+      expect(error.status).toBe(400);
       expect(error.message).toMatch(KEY_ERROR);
-      expect(twinError(() => twins.update('default/ghost', { [key]: null }, 'mqtt')).code).toBe(400);
+      expect(twinError(() => twins.update('default/ghost', { [key]: null }, 'mqtt')).status).toBe(400);
     });
 
     it.each([
@@ -356,7 +357,7 @@ describe('validation', () => {
     ])('value %s is rejected with 400', (_, value) => {
       for (const side of ['expected', 'actual'] as const) {
         const error = twinError(() => twins.update(ID, { mode: { [side]: { value } } }, 'mqtt'));
-        expect(error.code).toBe(400);
+        expect(error.status).toBe(400);
         expect(error.message).toMatch(VALUE_ERROR);
       }
       expect(twin('mode')!.expected!.value).toBe('auto');
@@ -375,7 +376,7 @@ describe('validation', () => {
     ['delete', () => twins.update('default/ghost', { a: null }, 'mqtt')],
   ])('%s on an unknown device is 404', (_, fn) => {
     const error = twinError(fn);
-    expect(error.code).toBe(404);
+    expect(error.status).toBe(404);
     expect(error.message).toBe('Update rejected due to the device is not existed');
     expect(twins.get('default/ghost')).toBeUndefined();
   });
@@ -508,7 +509,7 @@ describe('setState', () => {
     ['disconnected', ''],
   ])('accepts %j, keeps its case, last_online %j', async (state, lastOnline) => {
     const seen: string[] = [];
-    twins.on('state', ({ device }) => seen.push(device.state));
+    twins.onState(({ device }) => seen.push(device.state));
     const device = twins.setState(ID, state, 'mqtt');
     expect(device).toMatchObject({ state, lastOnline });
     expect(twins.get(ID)).toMatchObject({ state, lastOnline });
@@ -526,12 +527,12 @@ describe('setState', () => {
 
   it.each(['broken', '', 'on line'])('rejects the unknown state %j with 400', (state) => {
     const error = twinError(() => twins.setState(ID, state, 'mqtt'));
-    expect(error.code).toBe(400);
+    expect(error.status).toBe(400);
     expect(twins.get(ID)!.state).toBe('unknown');
   });
 
   it('is 404 for an unknown device', () => {
-    expect(twinError(() => twins.setState('default/ghost', 'online', 'mqtt')).code).toBe(404);
+    expect(twinError(() => twins.setState('default/ghost', 'online', 'mqtt')).status).toBe(404);
   });
 });
 
@@ -543,7 +544,7 @@ describe('bounded history', () => {
     });
 
   it('keeps the last N reported values, newest first', async () => {
-    store.close();
+    db.close();
     open(3);
     reportAt(['1', '2', '3', '4', '5']);
     await twins.flushed();
@@ -558,7 +559,7 @@ describe('bounded history', () => {
   });
 
   it('keeps newest-first order for values reported within the same millisecond', async () => {
-    store.close();
+    db.close();
     open(3);
     reportAt(['1', '2', '3', '4'], 0);
     await twins.flushed();
@@ -596,7 +597,7 @@ describe('persistence', () => {
     const delta = twins.delta(ID);
     await twins.flushed();
     const history = twins.history(ID, 'count');
-    store.close();
+    db.close();
 
     open();
     expect(twins.list().map((d) => d.id).sort()).toEqual(['default/sensor', 'factory/kept']);
@@ -631,7 +632,7 @@ describe('persistence', () => {
     twins.report(ID, { count: '1' });
     twins.removeDevice(ID);
     await twins.flushed();
-    store.close();
+    db.close();
     open();
     expect(twins.get(ID)).toBeUndefined();
     expect(readDb('SELECT * FROM twin')).toEqual([]);

@@ -1,15 +1,21 @@
 /**
- * The WiFi manager's decisions and parsers, on text captured from real tools, and the agent on
- * a host without WiFi (this machine's kernel has none): WiFi reports why, the rest runs.
+ * The WiFi manager's decisions and parsers, on text captured from real tools; the WiFi module
+ * and the agent on a host without WiFi (this machine's kernel has none): WiFi reports why, the
+ * rest runs. The module is served through the real router; its bus is a recorder.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../src/agent.js';
 import { resolveConfig } from '../src/config.js';
+import { Router } from '../src/http/router.js';
 import { createLogger } from '../src/log.js';
+import { wifiConfig } from '../src/wifi/config.js';
 import { plan, type Candidate } from '../src/wifi/planner.js';
 import { parseCapabilities, parseStationDump } from '../src/wifi/radio.js';
 import { airtimeScore, parseBssLoad } from '../src/wifi/scoring.js';
 import { channelOf, parseScanResults, pskOf } from '../src/wifi/station.js';
+import { Wifi, type WifiReport } from '../src/wifi/wifi.js';
 import { tempDir } from './helpers/agent.js';
 
 /** `iw phy phy0 info` of mac80211_hwsim loaded with channels=2 (Debian 6.1 kernel, in the VM testbed). */
@@ -132,7 +138,7 @@ describe('an agent whose WiFi radio is missing', () => {
     agent = await startAgent(config, createLogger('silent'));
   });
   afterAll(async () => {
-    await agent.stop();
+    await agent?.stop();
   });
 
   it('reports why WiFi is not running, and keeps serving everything else', async () => {
@@ -145,5 +151,68 @@ describe('an agent whose WiFi radio is missing', () => {
     expect(wifi).toMatchObject({ status: 'failed', error: expect.stringMatching(/no WiFi radio or interface named wlan9/) });
     expect((await fetch(`${api}/healthz`)).status).toBe(200);
     expect(((await (await fetch(`${api}/api/v1/devices`)).json()) as { devices: unknown[] }).devices.length).toBeGreaterThan(0);
+  });
+});
+
+describe('the WiFi module', () => {
+  const log = createLogger('silent');
+  const topic = 'edge-agent/node/wifi-test/wifi';
+
+  function module(wifi: Parameters<typeof wifiConfig>[0], subscribed = true) {
+    const published: Array<{ topic: string; payload: string }> = [];
+    const bus = { wants: (t: string) => subscribed && t === topic, publish: (t: string, payload: string) => void published.push({ topic: t, payload }) };
+    return { wifi: new Wifi({ config: wifiConfig(wifi), node: 'wifi-test', runDir: tempDir('wifi-module-'), bus, log }), published };
+  }
+
+  const status = (report: WifiReport) => ('status' in report ? report.status : 'running');
+
+  async function until(test: () => boolean): Promise<void> {
+    for (let i = 0; i < 50 && !test(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+
+  let server: Server | undefined;
+  afterAll(() => server?.close());
+
+  it('starts nothing in its constructor', async () => {
+    const { wifi, published } = module({ enabled: true, radio: 'wlan9' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(wifi.state()).toEqual({ status: 'starting', radio: 'wlan9' });
+    expect(published).toEqual([]);
+    await wifi.stop();
+  });
+
+  it('starts without throwing when the radio is missing, publishes why, and serves it on GET /api/v1/wifi', async () => {
+    const { wifi, published } = module({ enabled: true, radio: 'wlan9' });
+    await expect(wifi.start(new AbortController().signal)).resolves.toBeUndefined();
+    await until(() => status(wifi.state()) === 'failed');
+    const failed = wifi.state();
+    expect(failed).toMatchObject({ status: 'failed', radio: 'wlan9', error: expect.stringMatching(/no WiFi radio or interface named wlan9/) });
+    expect(published).toEqual([{ topic, payload: JSON.stringify(failed) }]);
+
+    const router = new Router(wifi.routes, { maxBodyBytes: 1024, log });
+    server = createServer((req, res) => void router.serve(req, res, undefined));
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const answer = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1/wifi`);
+    expect(answer.status).toBe(200);
+    expect((await answer.json()) as WifiReport).toEqual(failed);
+    expect(wifi.sourceAddress('sensitive')).toBeUndefined();
+    await wifi.stop();
+  });
+
+  it('publishes only while someone subscribes to the topic', async () => {
+    const { wifi, published } = module({ enabled: true, radio: 'wlan9' }, false);
+    await wifi.start(new AbortController().signal);
+    await until(() => status(wifi.state()) === 'failed');
+    expect(status(wifi.state())).toBe('failed');
+    await wifi.stop();
+    expect(published).toEqual([]);
+  });
+
+  it('stays disabled when disabled: no backend, nothing published', async () => {
+    const { wifi, published } = module({ enabled: false, radio: 'wlan9' });
+    await wifi.start(new AbortController().signal);
+    expect(wifi.state()).toEqual({ status: 'disabled', radio: 'wlan9' });
+    await wifi.stop();
+    expect(published).toEqual([]);
   });
 });

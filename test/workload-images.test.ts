@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkRunnable, hostArchitecture, ImageError, ImageStore, parseImageManifest, verifyArtifacts } from '../src/workloads/image.js';
 import type { ImageManifest } from '../src/workloads/types.js';
-import { ConfigError } from '../src/schema.js';
+import { ConfigError } from '../src/errors.js';
 import { ROOT, tempDir } from './helpers/agent.js';
 import { thrown } from './helpers/errors.js';
 import { freePort } from './helpers/mosquitto.js';

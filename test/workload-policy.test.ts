@@ -1,8 +1,9 @@
 /** The offload policy's decisions over telemetry: thresholds apart, a hold time, a poor link. */
 import * as v from 'valibot';
 import { describe, expect, it } from 'vitest';
+import type { Telemetry } from '../src/telemetry/index.js';
 import { workloadsSection } from '../src/workloads/config.js';
-import { OffloadPolicy, type Telemetry } from '../src/workloads/policy.js';
+import { OffloadPolicy } from '../src/workloads/policy.js';
 
 const config = v.parse(workloadsSection, { policy: { holdMs: 1000 } }).policy;
 const calm: Telemetry = { cpuLoad: 20, freeMemoryMiB: 512, battery: 90, charging: false, temperature: 50 };

@@ -51,7 +51,7 @@ const config = resolveConfig({
 });
 const agent = await startAgent(config, createLogger(config.log.level));
 let received: Arrivals = [];
-agent.twins.on('changed', (change) => {
+agent.twins.onChange((change) => {
   const t = process.hrtime.bigint().toString();
   const value = change.result.seq?.actual?.value;
   if (change.deviceId === DEVICE && value !== undefined) received.push([Number(value), t]);

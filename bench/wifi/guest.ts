@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createLogger } from '../../src/log.js';
 import { wifiConfig } from '../../src/wifi/config.js';
-import { WpaWifiManager } from '../../src/wifi/manager.js';
+import { WpaWifiManager } from '../../src/wifi/wpa-supplicant.js';
 import { writeResult } from '../../test/vm/scenario.js';
 import { waitForWifi, WifiTestbed } from '../../test/vm/wifi-testbed.js';
 import { median } from '../lib/report.js';

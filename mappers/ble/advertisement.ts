@@ -2,8 +2,6 @@
  * Sensor values carried in advertisements, read without connecting: BTHome v2 (service data
  * 0xFCD2) and the ATC1441 / pvvx formats of the Xiaomi LYWSD03MMC firmware (service data 0x181A).
  */
-import type { AdvertisementFormat } from './config.js';
-
 export const BTHOME_UUID = 'fcd2';
 export const ATC_UUID = '181a';
 
@@ -196,10 +194,13 @@ export function decodeAtc(data: Buffer): DecodedAdvertisement {
   throw new AdvertisementError(`ATC service data has ${data.length} bytes; expected 13 (ATC1441) or 15 (pvvx)`);
 }
 
-export const FORMATS: Record<AdvertisementFormat, { uuid: string; decode: (data: Buffer) => DecodedAdvertisement; measurements: Set<string> }> = {
+/** The advertisement formats a visitor may name, by the name it uses. */
+export const FORMATS = {
   bthome: { uuid: BTHOME_UUID, decode: decodeBthome, measurements: BTHOME_MEASUREMENTS },
   atc: { uuid: ATC_UUID, decode: decodeAtc, measurements: ATC_MEASUREMENTS },
-};
+} satisfies Record<string, { uuid: string; decode: (data: Buffer) => DecodedAdvertisement; measurements: Set<string> }>;
+
+export type AdvertisementFormat = keyof typeof FORMATS;
 
 /** The index-th measurement of that name, or undefined when this packet does not carry it. */
 export function measurementOf(decoded: DecodedAdvertisement, name: string, index: number): number | string | undefined {

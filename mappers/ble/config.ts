@@ -4,7 +4,10 @@
  * mapper describes it or a measurement carried in advertisements (BTHome v2, ATC/pvvx).
  */
 import * as v from 'valibot';
-import { ConfigError, parseOrThrow } from '../../src/schema.js';
+import type { Device, DeviceModel } from '../../src/devices/model.js';
+import { parseAt, parseDeviceConfig, type DeviceConfig } from '../../src/mapperhost/device-config.js';
+import { parseWith, type Parsed } from '../../src/schema.js';
+import { FORMATS, type AdvertisementFormat } from './advertisement.js';
 
 const nonEmpty = v.pipe(v.string(), v.minLength(1, 'must not be empty'));
 
@@ -102,8 +105,7 @@ const gattVisitor = v.strictObject({
   subscribe: v.optional(v.boolean()),
 });
 
-export const ADVERTISEMENT_FORMATS = ['bthome', 'atc'] as const;
-export type AdvertisementFormat = (typeof ADVERTISEMENT_FORMATS)[number];
+const ADVERTISEMENT_FORMATS = Object.keys(FORMATS) as AdvertisementFormat[];
 
 const advertisementVisitor = v.strictObject({
   advertisement: v.picklist(ADVERTISEMENT_FORMATS, `expected one of ${ADVERTISEMENT_FORMATS.join(', ')}`),
@@ -151,20 +153,29 @@ function unflatten(visitor: Record<string, unknown>): Record<string, unknown> {
   return folded;
 }
 
-export function parseProtocol(deviceId: string, config: Record<string, unknown>): ProtocolConfig {
-  return parseOrThrow(protocolSchema, config, `device ${deviceId} bluetooth protocol`);
+/**
+ * A GATT visitor or an advertisement visitor, told apart by their fields; undefined for a
+ * property without one (listed in status.twins only), which has nothing to read.
+ */
+export function parseVisitor(visitor: Record<string, unknown>): Parsed<BleVisitor> | undefined {
+  if (Object.keys(visitor).length === 0) return undefined;
+  if ('advertisement' in visitor) {
+    const parsed = parseWith(advertisementVisitor, visitor);
+    if (!parsed.ok) return parsed;
+    const { advertisement, measurement } = parsed.value;
+    if (!FORMATS[advertisement].measurements.has(measurement)) {
+      return { ok: false, issues: [{ path: 'measurement', message: `${advertisement} has no measurement ${JSON.stringify(measurement)}` }] };
+    }
+    return { ok: true, value: { kind: 'advertisement', ...parsed.value } };
+  }
+  if (!('characteristicUUID' in visitor)) return { ok: false, issues: [{ path: '', message: 'needs characteristicUUID (GATT) or advertisement and measurement' }] };
+  const parsed = parseWith(gattVisitor, unflatten(visitor));
+  if (!parsed.ok) return parsed;
+  const { characteristicUUID, dataWrite, dataConverter, subscribe } = parsed.value;
+  return { ok: true, value: { kind: 'gatt', characteristicUUID, dataWrite: dataWrite ?? undefined, dataConverter: dataConverter ?? undefined, subscribe } };
 }
 
-export function parseVisitor(deviceId: string, property: string, visitor: Record<string, unknown>): BleVisitor {
-  const where = `device ${deviceId} property ${property} bluetooth visitor`;
-  if ('advertisement' in visitor) return { kind: 'advertisement', ...parseOrThrow(advertisementVisitor, visitor, where) };
-  if (!('characteristicUUID' in visitor)) throw new ConfigError(`${where}: needs characteristicUUID (GATT) or advertisement and measurement`);
-  const parsed = parseOrThrow(gattVisitor, unflatten(visitor), where);
-  return {
-    kind: 'gatt',
-    characteristicUUID: parsed.characteristicUUID,
-    dataWrite: parsed.dataWrite ?? undefined,
-    dataConverter: parsed.dataConverter ?? undefined,
-    subscribe: parsed.subscribe,
-  };
+/** How to find the device and what each property reads, or every issue with its place in the manifest. */
+export function parseBle(device: Device, model: DeviceModel): Parsed<DeviceConfig<ProtocolConfig, BleVisitor>> {
+  return parseDeviceConfig(device, model, (d) => parseAt(protocolSchema, d.protocol.config, d.fields.protocol), parseVisitor);
 }

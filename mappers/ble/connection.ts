@@ -8,6 +8,7 @@ import type { Characteristic, Peripheral } from '@abandonware/noble';
 import type { ModelProperty } from '../../src/devices/model.js';
 import type { BoundProperty, DeviceConnection, MapperContext, PropertyValue } from '../../src/mapperhost/contract.js';
 import { DeviceUnreachableError } from '../../src/mapperhost/contract.js';
+import type { Lease } from '../../src/mapperhost/transports.js';
 import { FORMATS, measurementOf } from './advertisement.js';
 import { decodeValue, encodeValue } from './codec.js';
 import type { AdvertisementVisitor, GattVisitor } from './config.js';
@@ -52,12 +53,14 @@ export class BleDeviceConnection implements DeviceConnection {
     private readonly adverts: Array<Bound<AdvertisementVisitor>>,
     private readonly advertisementTimeoutMs: number,
     private readonly context: MapperContext,
+    /** The shared controller, let go of when the connection closes. */
+    private readonly controller: Lease<BleController>,
     private readonly session?: GattSession,
   ) {}
 
   /** Listens for advertisements and subscribes to the characteristics that notify. */
-  async start(controller: BleController): Promise<void> {
-    if (this.adverts.length > 0) this.stopListening = controller.listen(this.match, (p) => this.receiveAdvertisement(p));
+  async start(): Promise<void> {
+    if (this.adverts.length > 0) this.stopListening = this.controller.transport.listen(this.match, (p) => this.receiveAdvertisement(p));
     if (!this.session) return;
     this.session.peripheral.once('disconnect', this.onDisconnect);
     for (const property of this.gatt) {
@@ -180,10 +183,14 @@ export class BleDeviceConnection implements DeviceConnection {
   async close(): Promise<void> {
     this.closed = true;
     this.stopListening?.();
-    if (!this.session) return;
-    this.session.peripheral.removeListener('disconnect', this.onDisconnect);
-    for (const characteristic of this.session.characteristics.values()) characteristic.removeAllListeners('data');
-    if (this.session.peripheral.state !== 'connected') return;
-    await withTimeout(this.session.peripheral.disconnectAsync(), GATT_TIMEOUT_MS, () => new Error(`disconnecting ${describeMatch(this.match)} timed out`));
+    try {
+      if (!this.session) return;
+      this.session.peripheral.removeListener('disconnect', this.onDisconnect);
+      for (const characteristic of this.session.characteristics.values()) characteristic.removeAllListeners('data');
+      if (this.session.peripheral.state !== 'connected') return;
+      await withTimeout(this.session.peripheral.disconnectAsync(), GATT_TIMEOUT_MS, () => new Error(`disconnecting ${describeMatch(this.match)} timed out`));
+    } finally {
+      await this.controller.release();
+    }
   }
 }

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import type { Peripheral } from '@abandonware/noble';
 import type { Logger } from '../../src/log.js';
 import { DeviceUnreachableError } from '../../src/mapperhost/contract.js';
+import type { Lease, TransportPool } from '../../src/mapperhost/transports.js';
 
 type Noble = typeof import('@abandonware/noble');
 type NobleFactory = (options: { deviceId?: number }) => Noble;
@@ -66,31 +67,40 @@ export class BleController {
   private scanning = false;
   private pauses = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  private readonly onDiscover = (peripheral: Peripheral) => {
+    for (const [listener, match] of this.listeners) if (matches(match, peripheral)) listener(peripheral);
+  };
+  // The controller stops scanning on its own now and then (a connection, a reset): resume.
+  private readonly onScanStop = () => {
+    this.scanning = false;
+    setTimeout(() => this.updateScanning(), SCAN_RESTART_MS).unref();
+  };
+  private readonly onStateChange = (state: string) => {
+    this.log.info({ controller: this.name, state }, 'bluetooth controller state');
+    if (state !== 'poweredOn') return;
+    if (process.env.HCI_CHANNEL_USER) askForAclBuffers(this.noble);
+    this.updateScanning();
+  };
 
-  private constructor(
+  constructor(
     readonly name: string,
     private readonly noble: Noble,
     private readonly log: Logger,
   ) {
-    noble.on('discover', (peripheral: Peripheral) => {
-      for (const [listener, match] of this.listeners) if (matches(match, peripheral)) listener(peripheral);
-    });
-    // The controller stops scanning on its own now and then (a connection, a reset): resume.
-    noble.on('scanStop', () => {
-      this.scanning = false;
-      setTimeout(() => this.updateScanning(), SCAN_RESTART_MS).unref();
-    });
-    noble.on('stateChange', (state: string) => {
-      this.log.info({ controller: name, state }, 'bluetooth controller state');
-      if (state !== 'poweredOn') return;
-      if (process.env.HCI_CHANNEL_USER) askForAclBuffers(noble);
-      this.updateScanning();
-    });
+    noble.on('discover', this.onDiscover);
+    noble.on('scanStop', this.onScanStop);
+    noble.on('stateChange', this.onStateChange);
   }
 
-  static open(adapter: number | undefined, log: Logger): BleController {
-    const name = adapterName(adapter);
-    return new BleController(name, loadNoble(adapter), log);
+  /** Stops scanning and lets go of noble, which stays open for the next controller on this adapter. */
+  close(): void {
+    this.closed = true;
+    this.listeners.clear();
+    this.updateScanning();
+    this.noble.removeListener('discover', this.onDiscover);
+    this.noble.removeListener('scanStop', this.onScanStop);
+    this.noble.removeListener('stateChange', this.onStateChange);
   }
 
   /** Resolves once the controller is powered on; a controller that stays off is an error naming its state. */
@@ -154,7 +164,7 @@ export class BleController {
   }
 
   private updateScanning(): void {
-    const wanted = this.listeners.size > 0 && this.pauses === 0 && this.noble._state === 'poweredOn';
+    const wanted = !this.closed && this.listeners.size > 0 && this.pauses === 0 && this.noble._state === 'poweredOn';
     if (wanted === this.scanning) return;
     this.scanning = wanted;
     if (wanted) {
@@ -169,17 +179,31 @@ export class BleController {
   }
 }
 
-/** noble keeps its HCI socket for the life of the process, so a controller is opened once and kept. */
-const controllers = new Map<string, BleController>();
+/**
+ * noble (1.9) cannot close the HCI socket it opens, nor the process listeners it adds: it is
+ * opened once per adapter and kept for the life of the process, whichever agent uses it.
+ */
+const nobles = new Map<string, Noble>();
 
-/** The shared controller, powered on; a host without Bluetooth is tried again by the next device that asks. */
-export async function controllerFor(adapter: number | undefined, log: Logger): Promise<BleController> {
+function nobleFor(adapter: number | undefined): Noble {
   const name = adapterName(adapter);
-  let controller = controllers.get(name);
-  if (!controller) {
-    controller = BleController.open(adapter, log);
-    controllers.set(name, controller);
+  const noble = nobles.get(name) ?? loadNoble(adapter);
+  nobles.set(name, noble);
+  return noble;
+}
+
+/**
+ * The controller shared by the agent's BLE devices, powered on; a host without Bluetooth is
+ * tried again by the next device that asks. The caller releases it when its device closes.
+ */
+export async function controllerFor(pool: TransportPool, adapter: number | undefined, log: Logger): Promise<Lease<BleController>> {
+  const name = adapterName(adapter);
+  const lease = await pool.acquire(`bluetooth:${name}`, () => new BleController(name, nobleFor(adapter), log), async (controller) => controller.close());
+  try {
+    await lease.transport.poweredOn();
+  } catch (error) {
+    await lease.release();
+    throw error;
   }
-  await controller.poweredOn();
-  return controller;
+  return lease;
 }

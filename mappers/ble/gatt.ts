@@ -1,7 +1,7 @@
 /** Connecting to a GATT peripheral and finding the characteristics the visitors name. */
 import type { Characteristic, Peripheral } from '@abandonware/noble';
 import { DeviceUnreachableError } from '../../src/mapperhost/contract.js';
-import { ConfigError } from '../../src/schema.js';
+import { ConfigError } from '../../src/errors.js';
 import { withTimeout } from '../../src/timeout.js';
 import type { BleController, Match } from './controller.js';
 import { describeMatch } from './controller.js';

@@ -1,6 +1,6 @@
 /** Register words ⇄ values, with KubeEdge's isSwap (bytes in a word) and isRegisterSwap (word order). */
 import type { PropertyValue } from '../../src/mapperhost/contract.js';
-import type { Visitor } from './config.js';
+import type { Visitor } from './types.js';
 
 function toBuffer(words: number[], visitor: Visitor): Buffer {
   const ordered = visitor.isRegisterSwap ? [...words].reverse() : words;

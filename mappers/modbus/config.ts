@@ -3,37 +3,11 @@
  * (communicateMode TCP/RTU) and v1alpha2 `modbus` plus `common.tcp` / `common.com` blocks.
  */
 import * as v from 'valibot';
-import type { Device, ModelProperty } from '../../src/devices/model.js';
-import { parseWith } from '../../src/schema.js';
+import type { Device, DeviceModel, ModelProperty } from '../../src/devices/model.js';
+import { at, parseAt, parseDeviceConfig, type DeviceConfig } from '../../src/mapperhost/device-config.js';
+import { parseWith, type Parsed } from '../../src/schema.js';
 import { registerCount } from './codec.js';
-
-export type RegisterType = 'CoilRegister' | 'DiscreteInputRegister' | 'HoldingRegister' | 'InputRegister';
-export type DataType = 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32' | 'float64' | 'boolean' | 'string';
-
-export type Transport =
-  | { kind: 'tcp'; host: string; port: number }
-  | { kind: 'rtu'; path: string; baudRate: number; dataBits: 5 | 6 | 7 | 8; parity: 'none' | 'even' | 'odd'; stopBits: 1 | 2 };
-
-export interface ModbusDevice {
-  transport: Transport;
-  slaveId: number;
-  timeoutMs: number;
-}
-
-export interface Visitor {
-  register: RegisterType;
-  offset: number;
-  /** Registers (or bits, for coils and discrete inputs) the value spans. */
-  limit: number;
-  scale: number;
-  isSwap: boolean;
-  isRegisterSwap: boolean;
-  dataType: DataType;
-  min?: number;
-  max?: number;
-}
-
-export class ModbusConfigError extends Error {}
+import type { DataType, ModbusDevice, RegisterType, Transport, Visitor } from './types.js';
 
 const ADDRESS_SPACE = 65536;
 
@@ -86,30 +60,30 @@ const visitorSchema = v.looseObject({
   min: v.optional(number),
 });
 
-function fail(where: string, issues: Array<{ path: string; message: string }>): never {
-  throw new ModbusConfigError(`${where}: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`);
-}
+type Serial = { serialPort: string; baudRate: number; dataBits: 5 | 6 | 7 | 8; parity: 'none' | 'even' | 'odd'; stopBits: 1 | 2 };
+const serialTransport = (c: Serial): Transport => ({ kind: 'rtu', path: c.serialPort, baudRate: c.baudRate, dataBits: c.dataBits, parity: c.parity, stopBits: c.stopBits });
 
-export function parseDevice(device: Device): ModbusDevice {
+/** The line and the slave: v1alpha2 splits them between `common` and the `modbus` block, v1beta1 keeps both in configData. */
+function parseDevice(device: Device): Parsed<ModbusDevice> {
   const { config, common: alpha2 } = device.protocol;
+  const { fields } = device;
   if (alpha2) {
     const parsedCommon = parseWith(alpha2Common, alpha2);
-    if (!parsedCommon.ok) fail(`device ${device.id} protocol.common`, parsedCommon.issues);
     const parsed = parseWith(v.looseObject(common), config);
-    if (!parsed.ok) fail(`device ${device.id} protocol.modbus`, parsed.issues);
-    const c = parsedCommon.value as { tcp: { ip: string; port: number } } | { com: { serialPort: string; baudRate: number; dataBits: 5 | 6 | 7 | 8; parity: 'none' | 'even' | 'odd'; stopBits: 1 | 2 } };
-    const transport: Transport =
-      'tcp' in c ? { kind: 'tcp', host: c.tcp.ip, port: c.tcp.port } : { kind: 'rtu', path: c.com.serialPort, baudRate: c.com.baudRate, dataBits: c.com.dataBits, parity: c.com.parity, stopBits: c.com.stopBits };
-    return { transport, slaveId: parsed.value.slaveID, timeoutMs: parsed.value.timeout ?? 1000 };
+    if (!parsedCommon.ok || !parsed.ok) {
+      // A v1alpha2 device has both the block and the path of its `common`.
+      const issues = [...(parsedCommon.ok ? [] : at(fields.common!, parsedCommon.issues)), ...(parsed.ok ? [] : at(fields.protocol, parsed.issues))];
+      return { ok: false, issues };
+    }
+    const c = parsedCommon.value as { tcp: { ip: string; port: number } } | { com: Serial };
+    const transport: Transport = 'tcp' in c ? { kind: 'tcp', host: c.tcp.ip, port: c.tcp.port } : serialTransport(c.com);
+    return { ok: true, value: { transport, slaveId: parsed.value.slaveID, timeoutMs: parsed.value.timeout ?? 1000 } };
   }
-  const parsed = parseWith(beta1Protocol, config);
-  if (!parsed.ok) fail(`device ${device.id} protocol.configData`, parsed.issues);
+  const parsed = parseAt(beta1Protocol, config, fields.protocol);
+  if (!parsed.ok) return parsed;
   const c = parsed.value;
-  const transport: Transport =
-    c.communicateMode === 'TCP'
-      ? { kind: 'tcp', host: c.ip, port: c.port }
-      : { kind: 'rtu', path: c.serialPort, baudRate: c.baudRate, dataBits: c.dataBits, parity: c.parity, stopBits: c.stopBits };
-  return { transport, slaveId: c.slaveID, timeoutMs: c.timeout ?? 1000 };
+  const transport: Transport = c.communicateMode === 'TCP' ? { kind: 'tcp', host: c.ip, port: c.port } : serialTransport(c);
+  return { ok: true, value: { transport, slaveId: c.slaveID, timeoutMs: c.timeout ?? 1000 } };
 }
 
 /** Without a dataType, KubeEdge's modbus mapper reads by the model type and the register count. */
@@ -120,23 +94,25 @@ function defaultDataType(register: RegisterType, model: ModelProperty, limit: nu
   return limit === 2 ? 'int32' : 'int16';
 }
 
-export function parseVisitor(deviceId: string, property: { name: string; visitor: Record<string, unknown>; model: ModelProperty }): Visitor {
-  const parsed = parseWith(visitorSchema, property.visitor);
-  if (!parsed.ok) fail(`device ${deviceId} property ${property.name} visitor`, parsed.issues);
+/** One visitor, with the checks across its fields (a register type's width, the address space). */
+function parseVisitor(config: Record<string, unknown>, model: ModelProperty): Parsed<Visitor> {
+  const parsed = parseWith(visitorSchema, config);
+  if (!parsed.ok) return parsed;
   const raw = parsed.value;
-  const type = raw.dataType ?? defaultDataType(raw.register, property.model, raw.limit);
+  const fail = (path: string, message: string): Parsed<Visitor> => ({ ok: false, issues: [{ path, message }] });
+  const type = raw.dataType ?? defaultDataType(raw.register, model, raw.limit);
   const bits = raw.register === 'CoilRegister' || raw.register === 'DiscreteInputRegister';
-  if (bits && type !== 'boolean') fail(`device ${deviceId} property ${property.name} visitor`, [{ path: 'dataType', message: `${raw.register} holds bits: only boolean` }]);
+  if (bits && type !== 'boolean') return fail('dataType', `${raw.register} holds bits: only boolean`);
   const limit = bits ? 1 : registerCount(type, raw.limit ?? 1);
-  if (raw.limit !== undefined && !bits && type !== 'string' && raw.limit < limit) {
-    fail(`device ${deviceId} property ${property.name} visitor`, [{ path: 'limit', message: `${type} needs ${limit} registers, limit is ${raw.limit}` }]);
-  }
-  if (raw.offset + limit > ADDRESS_SPACE) {
-    fail(`device ${deviceId} property ${property.name} visitor`, [{ path: 'offset', message: `${raw.offset} + ${limit} registers is past the end of the address space` }]);
-  }
-  return { register: raw.register, offset: raw.offset, limit, scale: raw.scale, isSwap: raw.isSwap, isRegisterSwap: raw.isRegisterSwap, dataType: type, min: raw.min, max: raw.max };
+  if (raw.limit !== undefined && !bits && type !== 'string' && raw.limit < limit) return fail('limit', `${type} needs ${limit} registers, limit is ${raw.limit}`);
+  if (raw.offset + limit > ADDRESS_SPACE) return fail('offset', `${raw.offset} + ${limit} registers is past the end of the address space`);
+  return {
+    ok: true,
+    value: { register: raw.register, offset: raw.offset, limit, scale: raw.scale, isSwap: raw.isSwap, isRegisterSwap: raw.isRegisterSwap, dataType: type, min: raw.min, max: raw.max },
+  };
 }
 
-export function transportKey(t: Transport): string {
-  return t.kind === 'tcp' ? `tcp://${t.host}:${t.port}` : `rtu://${t.path}`;
+/** The device's line and slave, and the visitor of each property, or every issue with its place in the manifest. */
+export function parseModbus(device: Device, model: DeviceModel): Parsed<DeviceConfig<ModbusDevice, Visitor>> {
+  return parseDeviceConfig(device, model, parseDevice, parseVisitor);
 }

@@ -4,37 +4,20 @@
  * together read in one request, desired values written to holding registers and coils.
  */
 import type { Device, DeviceModel } from '../../src/devices/model.js';
-import type { BoundProperty, DeviceConnection, Mapper, PropertyValue } from '../../src/mapperhost/contract.js';
+import type { BoundProperty, DeviceConnection, Mapper, MapperContext, PropertyValue } from '../../src/mapperhost/contract.js';
+import type { Lease } from '../../src/mapperhost/transports.js';
+import { describeIssues, valueOrThrow, type DeviceConfig } from '../../src/mapperhost/device-config.js';
 import { decode, encode } from './codec.js';
-import { parseDevice, parseVisitor, transportKey, type ModbusDevice, type Visitor } from './config.js';
+import { parseModbus } from './config.js';
 import { ModbusError, ModbusLine } from './line.js';
 import { planReads } from './plan.js';
-
-/** Lines by endpoint, with how many devices use each: slaves on one RS-485 bus share its port. */
-const lines = new Map<string, { line: ModbusLine; users: number }>();
-
-function acquire(config: ModbusDevice): ModbusLine {
-  const key = transportKey(config.transport);
-  const entry = lines.get(key) ?? { line: new ModbusLine(config.transport), users: 0 };
-  entry.users++;
-  lines.set(key, entry);
-  return entry.line;
-}
-
-function release(line: ModbusLine): void {
-  const entry = lines.get(line.key);
-  if (!entry || --entry.users > 0) return;
-  lines.delete(line.key);
-  line.close();
-}
+import { transportKey, type ModbusDevice, type Visitor } from './types.js';
 
 class ModbusDeviceConnection implements DeviceConnection {
-  private closed = false;
-
   constructor(
     private readonly config: ModbusDevice,
-    private readonly visitors: Map<string, Visitor>,
-    private readonly line: ModbusLine,
+    private readonly visitors: DeviceConfig<ModbusDevice, Visitor>['visitors'],
+    private readonly line: Lease<ModbusLine>,
   ) {}
 
   async read(property: BoundProperty): Promise<PropertyValue> {
@@ -48,7 +31,7 @@ class ModbusDeviceConnection implements DeviceConnection {
     const blocks = planReads(properties.map((p) => ({ item: p.name, visitor: this.visitor(p) })));
     for (const block of blocks) {
       try {
-        const data = await this.line.request(this.config.slaveId, this.config.timeoutMs, (client): Promise<{ data: Array<number | boolean> }> => {
+        const data = await this.line.transport.request(this.config.slaveId, this.config.timeoutMs, (client): Promise<{ data: Array<number | boolean> }> => {
           switch (block.register) {
             case 'HoldingRegister':
               return client.readHoldingRegisters(block.start, block.length);
@@ -79,21 +62,19 @@ class ModbusDeviceConnection implements DeviceConnection {
       throw new ModbusError(`${property.name} is a ${visitor.register}, which Modbus cannot write`);
     }
     const encoded = encode(visitor, value);
-    await this.line.request(this.config.slaveId, this.config.timeoutMs, async (client) => {
+    await this.line.transport.request(this.config.slaveId, this.config.timeoutMs, async (client) => {
       if (typeof encoded === 'boolean') await client.writeCoil(visitor.offset, encoded);
       else if (encoded.length === 1) await client.writeRegister(visitor.offset, encoded[0]!);
       else await client.writeRegisters(visitor.offset, encoded);
     });
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    release(this.line);
+  close(): Promise<void> {
+    return this.line.release();
   }
 
   private visitor(property: BoundProperty): Visitor {
-    const visitor = this.visitors.get(property.name);
+    const visitor = this.visitors.get(property.name)?.visitor;
     if (!visitor) throw new ModbusError(`${property.name} has no Modbus visitor`);
     return visitor;
   }
@@ -101,14 +82,12 @@ class ModbusDeviceConnection implements DeviceConnection {
 
 export const modbusMapper: Mapper = {
   protocols: ['modbus'],
-  async connect(device: Device, model: DeviceModel): Promise<DeviceConnection> {
-    const config = parseDevice(device);
-    const modelProperties = new Map(model.properties.map((p) => [p.name, p]));
-    const visitors = new Map<string, Visitor>();
-    for (const property of device.properties) {
-      const modelProperty = modelProperties.get(property.name);
-      if (modelProperty) visitors.set(property.name, parseVisitor(device.id, { name: property.name, visitor: property.visitor, model: modelProperty }));
-    }
-    return new ModbusDeviceConnection(config, visitors, acquire(config));
+  validate: (device, model) => describeIssues(parseModbus(device, model)),
+  async connect(device: Device, model: DeviceModel, context: MapperContext): Promise<DeviceConnection> {
+    const { protocol: config, visitors } = valueOrThrow(parseModbus(device, model));
+    const { transport } = config;
+    // Slaves on one RS-485 bus or behind one TCP gateway share its line.
+    const line = await context.transports.acquire(`modbus:${transportKey(transport)}`, () => new ModbusLine(transport), async (opened) => opened.close());
+    return new ModbusDeviceConnection(config, visitors, line);
   },
 };

@@ -4,7 +4,7 @@
  * A lost connection is reopened with backoff on the next request.
  */
 import type { ModbusRTU as Client } from 'modbus-serial/ModbusRTU.js';
-import { transportKey, type Transport } from './config.js';
+import { transportKey, type Transport } from './types.js';
 
 /** Loaded on first use, with the native serial port binding it brings: most gateways have no Modbus device. */
 async function createClient(): Promise<Client> {

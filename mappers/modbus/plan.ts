@@ -2,7 +2,7 @@
  * Poll planning: the registers of one slave that lie close together are read in one request.
  * Reading a few unused registers in a gap costs less than another request round trip.
  */
-import type { RegisterType, Visitor } from './config.js';
+import type { RegisterType, Visitor } from './types.js';
 
 /** Modbus limits per request: 125 registers, 2000 bits (Modbus application protocol 6.1–6.4). */
 const MAX_SPAN: Record<RegisterType, number> = { HoldingRegister: 125, InputRegister: 125, CoilRegister: 2000, DiscreteInputRegister: 2000 };

@@ -1,10 +1,12 @@
 /**
- * One mqtt client per broker (URL and credentials), shared by the devices on it, with one
- * subscription per topic however many properties and devices listen to it. A client lives as
- * long as one device uses it; mqtt.js reconnects it and renews its subscriptions.
+ * One mqtt client per broker (URL and credentials), shared by the devices on it through the
+ * host's transport pool, with one subscription per topic however many properties and devices
+ * listen to it. A client lives as long as one device uses it; mqtt.js reconnects it and renews
+ * its subscriptions.
  */
 import type { IClientOptions, MqttClient } from 'mqtt';
 import type { Logger } from '../../src/log.js';
+import type { TransportPool } from '../../src/mapperhost/transports.js';
 import type { ProtocolConfig } from './config.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
@@ -32,15 +34,14 @@ export function redact(url: string): string {
   }
 }
 
-interface Entry {
-  client: Promise<MqttClient>;
-  users: number;
+/** What the devices on one broker share: the client, and the listeners of each subscribed topic. */
+interface SharedClient {
+  client: MqttClient;
   topics: Map<string, Set<Listener>>;
 }
 
-const entries = new Map<string, Entry>();
-
-async function open(url: string, config: ProtocolConfig, log: Logger, topics: Map<string, Set<Listener>>): Promise<MqttClient> {
+async function open(url: string, config: ProtocolConfig, log: Logger): Promise<SharedClient> {
+  const topics = new Map<string, Set<Listener>>();
   const { connect } = await import('mqtt');
   const options: IClientOptions = { reconnectPeriod: RECONNECT_MS, connectTimeout: CONNECT_TIMEOUT_MS };
   if (config.username !== undefined) options.username = config.username;
@@ -78,30 +79,13 @@ async function open(url: string, config: ProtocolConfig, log: Logger, topics: Ma
   client.on('message', (topic, payload) => {
     for (const listener of topics.get(topic) ?? []) listener(payload);
   });
-  return client;
+  return { client, topics };
 }
 
-export async function acquire(url: string, config: ProtocolConfig, log: Logger): Promise<Broker> {
-  const key = JSON.stringify([url, config.username, config.password, config.clientId]);
-  let entry = entries.get(key);
-  if (!entry) {
-    const topics = new Map<string, Set<Listener>>();
-    const created: Entry = { client: open(url, config, log, topics), users: 0, topics };
-    entries.set(key, created);
-    created.client.catch(() => entries.get(key) === created && entries.delete(key));
-    entry = created;
-  }
-  entry.users++;
-  let client: MqttClient;
-  try {
-    client = await entry.client;
-  } catch (error) {
-    entry.users--;
-    throw error;
-  }
-  const { topics } = entry;
-  const owner = entry;
-  let released = false;
+export async function acquire(pool: TransportPool, url: string, config: ProtocolConfig, log: Logger): Promise<Broker> {
+  const key = `mqtt:${JSON.stringify([url, config.username, config.password, config.clientId])}`;
+  const lease = await pool.acquire(key, () => open(url, config, log), (shared) => shared.client.endAsync());
+  const { client, topics } = lease.transport;
   return {
     url: redact(url),
     get connected() {
@@ -132,12 +116,6 @@ export async function acquire(url: string, config: ProtocolConfig, log: Logger):
       if (!client.connected) throw new Error(`not connected to mqtt broker ${redact(url)}`);
       await client.publishAsync(topic, payload, options);
     },
-    async release() {
-      if (released) return;
-      released = true;
-      if (--owner.users > 0) return;
-      if (entries.get(key) === owner) entries.delete(key);
-      await client.endAsync();
-    },
+    release: lease.release,
   };
 }

@@ -1,7 +1,9 @@
 /** The mqtt mapper's configuration (device configData, property visitors) and payload handling. */
 import * as v from 'valibot';
+import type { Device, DeviceModel } from '../../src/devices/model.js';
 import type { PropertyValue } from '../../src/mapperhost/contract.js';
-import { parseOrThrow } from '../../src/schema.js';
+import { parseAt, parseDeviceConfig, type DeviceConfig } from '../../src/mapperhost/device-config.js';
+import { parseWith, type Parsed } from '../../src/schema.js';
 
 const nonEmpty = v.pipe(v.string(), v.minLength(1, 'must not be empty'));
 const brokerUrl = v.pipe(nonEmpty, v.regex(/^(mqtts?|wss?|tcp|ssl):\/\/[^/\s]+/, 'expected a broker URL (mqtt://host:port)'));
@@ -31,12 +33,14 @@ const writeOnlyVisitor = v.strictObject({ stateTopic: v.optional(stateTopic), ..
 export type ProtocolConfig = v.InferOutput<typeof protocolSchema>;
 export type VisitorConfig = v.InferOutput<typeof writeOnlyVisitor> | v.InferOutput<typeof readableVisitor>;
 
-export function parseProtocol(config: Record<string, unknown>): ProtocolConfig {
-  return parseOrThrow(protocolSchema, config, 'mqtt protocol configData');
-}
-
-export function parseVisitor(property: string, writeOnly: boolean, visitor: Record<string, unknown>): VisitorConfig {
-  return parseOrThrow(writeOnly ? writeOnlyVisitor : readableVisitor, visitor, `property ${property} visitor configData`);
+/** The broker to use and each property's topics, or every issue with its place in the manifest. */
+export function parseMqtt(device: Device, model: DeviceModel): Parsed<DeviceConfig<ProtocolConfig, VisitorConfig>> {
+  return parseDeviceConfig(
+    device,
+    model,
+    (d) => parseAt(protocolSchema, d.protocol.config, d.fields.protocol),
+    (visitor, property) => parseWith(property.accessMode === 'WriteOnly' ? writeOnlyVisitor : readableVisitor, visitor),
+  );
 }
 
 export class PayloadError extends Error {}

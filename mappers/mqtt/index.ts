@@ -9,8 +9,9 @@ import type { Device, DeviceModel } from '../../src/devices/model.js';
 import type { BoundProperty, DeviceConnection, Mapper, MapperContext, PropertyValue } from '../../src/mapperhost/contract.js';
 import type { Logger } from '../../src/log.js';
 import { timedOut, withTimeout } from '../../src/timeout.js';
+import { describeIssues, valueOrThrow } from '../../src/mapperhost/device-config.js';
 import { acquire, type Broker, type Listener } from './brokers.js';
-import { extract, parseProtocol, parseVisitor, render, type VisitorConfig } from './config.js';
+import { extract, parseMqtt, render, type VisitorConfig } from './config.js';
 
 const SUBSCRIBE_TIMEOUT_MS = 5000;
 const LOGGED_MALFORMED = 10;
@@ -98,16 +99,11 @@ export class MqttDeviceConnection implements DeviceConnection {
 
 export const mqttMapper: Mapper = {
   protocols: ['mqtt'],
+  validate: (device, model) => describeIssues(parseMqtt(device, model)),
   async connect(device: Device, model: DeviceModel, context: MapperContext): Promise<DeviceConnection> {
-    const protocol = parseProtocol(device.protocol.config);
-    const modelProperties = new Map(model.properties.map((p) => [p.name, p]));
-    const properties = new Map<string, Bound>();
-    for (const p of device.properties) {
-      const modelProperty = modelProperties.get(p.name);
-      if (!modelProperty) continue;
-      properties.set(p.name, { name: p.name, config: parseVisitor(p.name, modelProperty.accessMode === 'WriteOnly', p.visitor) });
-    }
-    const broker = await acquire(protocol.url ?? context.busUrl, protocol, context.log);
+    const { protocol, visitors } = valueOrThrow(parseMqtt(device, model));
+    const properties = new Map([...visitors].map(([name, { visitor }]): [string, Bound] => [name, { name, config: visitor }]));
+    const broker = await acquire(context.transports, protocol.url ?? context.busUrl, protocol, context.log);
     const connection = new MqttDeviceConnection(broker, properties, context.log);
     try {
       await withTimeout(connection.subscribe(), SUBSCRIBE_TIMEOUT_MS, timedOut(`subscribing on ${broker.url}`, SUBSCRIBE_TIMEOUT_MS));

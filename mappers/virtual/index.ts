@@ -87,6 +87,8 @@ class VirtualDevice implements DeviceConnection {
 
 export const virtualMapper: Mapper = {
   protocols: ['virtualProtocol', 'virtual'],
+  // Any visitor does: a field it does not know leaves the behaviour to the property's name and type.
+  validate: () => [],
   connect(_device: Device, _model: DeviceModel): Promise<DeviceConnection> {
     return Promise.resolve(new VirtualDevice());
   },

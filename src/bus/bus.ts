@@ -1,4 +1,5 @@
 /** The event bus contract shared by the embedded aedes broker and an external broker. */
+import type { Module, Remove } from '../module.js';
 
 /**
  * Runs for every message whose topic matches its filter, before the message is acknowledged
@@ -6,16 +7,14 @@
  */
 export type MessageHandler = (topic: string, payload: Buffer) => Promise<void> | void;
 
-export interface Bus {
+/** The event bus is a module: `start` listens (embedded) or connects (external), once the handlers are registered, so nothing arrives unhandled. */
+export interface Bus extends Module {
   /** `mqtt://host:port` that devices and mappers connect to. */
   readonly url: string;
-  handle(filter: string, handler: MessageHandler): Promise<void>;
-  /** Starts receiving; called once the handlers are registered, so nothing arrives unhandled. */
-  start(): Promise<void>;
+  handle(filter: string, handler: MessageHandler): Remove;
   /** False when no one can receive a publish on `topic`, so building the payload can be skipped. */
   wants(topic: string): boolean;
   publish(topic: string, payload: string | Buffer): void;
-  close(): Promise<void>;
 }
 
 /** Compiles an MQTT topic filter with `+` and `#` wildcards ([MQTT-4.7.1]) into a matcher. */
@@ -38,8 +37,13 @@ export function topicFilter(filter: string): (topic: string) => boolean {
 export class HandlerTable {
   private readonly entries: Array<{ filter: string; matches: (topic: string) => boolean; handler: MessageHandler }> = [];
 
-  add(filter: string, handler: MessageHandler): void {
-    this.entries.push({ filter, matches: topicFilter(filter), handler });
+  add(filter: string, handler: MessageHandler): Remove {
+    const entry = { filter, matches: topicFilter(filter), handler };
+    this.entries.push(entry);
+    return () => {
+      const index = this.entries.indexOf(entry);
+      if (index >= 0) this.entries.splice(index, 1);
+    };
   }
 
   get filters(): string[] {

@@ -4,7 +4,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { GenericSchema, InferOutput } from 'valibot';
+import type { DeviceCatalog } from '../devices/catalog.js';
 import type { Logger } from '../log.js';
+import { MODULE, type Module, type Remove } from '../module.js';
 import type { DeviceRecord } from '../twin/types.js';
 import { TwinError, twinDocument } from '../twin/types.js';
 import type { StateChange, TwinChange, Twins } from '../twin/twins.js';
@@ -47,15 +49,18 @@ function membershipDevice(device: DeviceRecord): Record<string, unknown> {
 export interface KubeEdgeProtocolOptions {
   bus: Bus;
   twins: Twins;
+  catalog: DeviceCatalog;
   node: string;
   maxPayloadBytes: number;
   log: Logger;
 }
 
-export class KubeEdgeProtocol {
+export class KubeEdgeProtocol implements Module {
+  readonly name = MODULE.kubeedge;
   private readonly bus: Bus;
   private readonly twins: Twins;
   private readonly log: Logger;
+  private removers: Remove[] = [];
 
   constructor(private readonly options: KubeEdgeProtocolOptions) {
     this.bus = options.bus;
@@ -63,17 +68,25 @@ export class KubeEdgeProtocol {
     this.log = options.log;
   }
 
+  /** Registers the handlers before the bus starts, so nothing arrives unhandled. */
   async start(): Promise<void> {
-    this.twins.on('changed', (change) => this.publishChange(change));
-    this.twins.on('state', (change) => this.publishState(change));
-    await this.bus.handle(`${DEVICE_PREFIX}+/+/twin/update`, (topic, payload) => this.onTwinUpdate(topic, payload));
-    await this.bus.handle(`${DEVICE_PREFIX}+/+/twin/get`, (topic, payload) => this.onTwinGet(topic, payload));
-    await this.bus.handle(`${DEVICE_PREFIX}+/+/state/update`, (topic, payload) => this.onStateUpdate(topic, payload));
-    await this.bus.handle(`${NODE_PREFIX}+/membership/get`, (topic, payload) => this.onMembershipGet(topic, payload));
+    this.removers = [
+      this.twins.onChange((change) => this.publishChange(change)),
+      this.twins.onState((change) => this.publishState(change)),
+      this.options.catalog.onChanged(({ added, removed }) => this.announceMembership(added, removed)),
+      this.bus.handle(`${DEVICE_PREFIX}+/+/twin/update`, (topic, payload) => this.onTwinUpdate(topic, payload)),
+      this.bus.handle(`${DEVICE_PREFIX}+/+/twin/get`, (topic, payload) => this.onTwinGet(topic, payload)),
+      this.bus.handle(`${DEVICE_PREFIX}+/+/state/update`, (topic, payload) => this.onStateUpdate(topic, payload)),
+      this.bus.handle(`${NODE_PREFIX}+/membership/get`, (topic, payload) => this.onMembershipGet(topic, payload)),
+    ];
+  }
+
+  async stop(): Promise<void> {
+    for (const remove of this.removers.splice(0)) remove();
   }
 
   /** `membership/updated`: one message per device, the other list null, as EdgeCore sends it. */
-  announceMembership(added: DeviceRecord[], removed: DeviceRecord[]): void {
+  private announceMembership(added: DeviceRecord[], removed: DeviceRecord[]): void {
     const topic = topics.membershipUpdated(this.options.node);
     for (const device of added) this.send(topic, { added_devices: [membershipDevice(device)], removed_devices: null }, randomUUID());
     for (const device of removed) this.send(topic, { added_devices: null, removed_devices: [membershipDevice(device)] }, randomUUID());
@@ -112,7 +125,7 @@ export class KubeEdgeProtocol {
     try {
       change();
     } catch (error) {
-      const code = error instanceof TwinError ? error.code : 500;
+      const code = error instanceof TwinError ? error.status : 500;
       this.sendError(resultTopic, eventId, code, (error as Error).message, topic);
       return undefined;
     }

@@ -1,21 +1,25 @@
 /**
- * The edge side of KubeEdge's cloud link (EdgeHub): registers the node and keeps its status
- * fresh, stores the Devices and DeviceModels the cloud sends and hands them to the agent,
- * applies desired values the cloud sets, and sends twin and state reports from the outbox in
- * order, each until the cloud answers it, however long the cloud is away.
+ * The edge side of KubeEdge's cloud link (EdgeHub), as the cloud module: registers the node and
+ * keeps its status fresh, stores the Devices and DeviceModels the cloud sends and offers them to
+ * the device catalog as a source, applies desired values the cloud sets, and sends twin and state
+ * reports from the outbox in order, each until the cloud answers it, however long the cloud is away.
  */
-import type { Device } from '../devices/model.js';
-import type { Logger } from '../log.js';
-import type { TwinStore } from '../twin/store.js';
-import type { Twins } from '../twin/twins.js';
+import type { Database } from '../db/database.js';
+import type { DeviceCatalog } from '../devices/catalog.js';
 import { parseObject } from '../devices/load.js';
+import type { Route } from '../http/router.js';
+import type { Logger } from '../log.js';
+import { MODULE, type Module, type Remove } from '../module.js';
+import type { TelemetryModule } from '../telemetry/index.js';
+import type { Twins } from '../twin/twins.js';
 import type { CloudConfig } from './config.js';
 import { CloudLink, type LinkStatus } from './link.js';
 import { contentObject, MessageError, responseTo, type BeehiveMessage } from './message.js';
 import { kubernetesTime, nodeFacts, patchNodeStatus, registerNode } from './node.js';
 import { CloudObjects, type CloudKind } from './objects.js';
 import { Outbox, type OutboxStats } from './outbox.js';
-import { stageReports, type ReportFilter } from './uplink.js';
+import { cloudMigrations } from './tables.js';
+import { stageReports } from './uplink.js';
 
 /** Bytes waiting in the socket above which sending pauses: the drain after an outage must not buffer the queue in memory. */
 const HIGH_WATER_BYTES = 1024 * 1024;
@@ -23,24 +27,18 @@ const PAGE = 200;
 const OBJECT_RESOURCE = /^([^/]+)\/(device|devicemodel)\/([^/]+)$/;
 const CLOUD_UPDATED = /^device\/(.+)\/twin\/cloud_updated$/;
 
-function changedDesired(before: Device | undefined, after: Device): Record<string, string> {
-  const previous = new Map(before?.properties.map((p) => [p.name, p.desired?.value]));
-  return Object.fromEntries(after.properties.flatMap((p) => (p.desired && p.desired.value !== previous.get(p.name) ? [[p.name, p.desired.value]] : [])));
-}
-
-export interface EdgeHubOptions {
+export interface EdgeHubDeps {
   config: CloudConfig;
   node: string;
   dataDir: string;
-  store: TwinStore;
+  db: Database;
   twins: Twins;
+  catalog: DeviceCatalog;
+  telemetry: TelemetryModule;
   log: Logger;
-  /** Which changes go up, decided by the agent, which knows the catalog. */
-  reports: ReportFilter;
-  /** The cloud changed Devices or DeviceModels: the agent serves the new set. */
-  objectsChanged: () => Promise<void>;
 }
 
+/** `GET /api/v1/cloud` while the link is enabled. */
 export interface CloudStatus {
   link: LinkStatus;
   registered: boolean;
@@ -50,11 +48,19 @@ export interface CloudStatus {
   unsupportedMessages: number;
 }
 
-export class EdgeHub {
-  readonly objects: CloudObjects;
-  readonly outbox: Outbox;
-  private readonly link: CloudLink;
+/** What a started cloud module holds. */
+interface Started {
+  objects: CloudObjects;
+  outbox: Outbox;
+  link: CloudLink;
+}
+
+export class EdgeHub implements Module {
+  readonly name = MODULE.cloud;
+  readonly routes: Route[] = [{ method: 'GET', path: '/api/v1/cloud', handle: () => this.status() }];
   private readonly log: Logger;
+  private parts?: Started;
+  private removers: Remove[] = [];
   private statusTimer?: NodeJS.Timeout;
   private registration?: string;
   private registered = false;
@@ -64,58 +70,77 @@ export class EdgeHub {
   /** Downstream objects are applied one at a time, in the order the cloud sent them. */
   private applying: Promise<void> = Promise.resolve();
 
-  constructor(private readonly options: EdgeHubOptions) {
-    this.log = options.log.child({ module: 'cloud' });
-    this.objects = new CloudObjects(options.store);
-    this.outbox = new Outbox(options.store, options.config.queue, this.log);
-    stageReports(options.twins, this.outbox, options.reports);
-    this.link = new CloudLink(options.config, options.node, options.dataDir, this.log);
-    this.link.on('connected', () => void this.connected());
-    this.link.on('disconnected', () => this.disconnected());
-    this.link.on('message', (message) => this.receive(message));
-    // Reports become sendable once committed: the twin announces its changes after the commit.
-    options.twins.on('changed', () => this.schedulePump());
-    options.twins.on('state', () => this.schedulePump());
+  constructor(private readonly deps: EdgeHubDeps) {
+    this.log = deps.log.child({ module: 'cloud' });
   }
 
-  start(): void {
-    this.link.start();
+  /** Starts before the catalog's first load: the stored Devices are a source of the catalog, served at once, also without the cloud. */
+  async start(): Promise<void> {
+    const { db, twins, catalog, config, node, dataDir } = this.deps;
+    db.migrate(cloudMigrations);
+    const objects = new CloudObjects(db);
+    const outbox = new Outbox(db, config.queue, this.log);
+    const link = new CloudLink(config, node, dataDir, this.log);
+    this.parts = { objects, outbox, link };
+    this.removers = [
+      catalog.addSource({ name: MODULE.cloud, origin: 'cloud', list: () => objects.list() }),
+      stageReports(twins, outbox, (id, property) => catalog.reportsToCloud(id, property)),
+      // Reports become sendable once committed: the twin announces its changes after the commit.
+      twins.onChange(() => this.schedulePump()),
+      twins.onState(() => this.schedulePump()),
+    ];
+    link.on('connected', () => void this.connected());
+    link.on('disconnected', () => this.disconnected());
+    link.on('message', (message) => this.receive(message));
+    link.start();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.statusTimer);
+    for (const remove of this.removers.splice(0)) remove();
     await this.applying;
-    await this.link.stop();
+    await this.parts?.link.stop();
+  }
+
+  private get started(): Started {
+    if (!this.parts) throw new Error('the cloud module is not started');
+    return this.parts;
+  }
+
+  /** The outbox, for the replay bench and tests. */
+  get outbox(): Outbox {
+    return this.started.outbox;
   }
 
   status(): CloudStatus {
-    const all = this.objects.list();
+    const { objects, outbox, link } = this.started;
+    const all = objects.list();
     return {
-      link: this.link.state(),
+      link: link.state(),
       registered: this.registered,
-      outbox: this.outbox.stats(),
+      outbox: outbox.stats(),
       devices: all.filter((o) => o.kind === 'device').length,
       models: all.filter((o) => o.kind === 'devicemodel').length,
       unsupportedMessages: this.unsupported,
     };
   }
-
   private async connected(): Promise<void> {
-    this.outbox.rewind();
+    const { link, outbox } = this.started;
+    outbox.rewind();
     this.schedulePump();
-    const { config, node } = this.options;
-    const facts = await nodeFacts(node);
+    const { config, node, telemetry } = this.deps;
+    const facts = await nodeFacts(node, telemetry);
     const register = registerNode(config, node, facts, this.since);
     this.registration = register.header.msg_id;
-    this.link.send(register);
+    link.send(register);
     clearInterval(this.statusTimer);
-    this.statusTimer = setInterval(() => this.link.send(patchNodeStatus(config, node, facts, this.since)), config.nodeStatusIntervalMs);
+    this.statusTimer = setInterval(() => link.send(patchNodeStatus(config, node, facts, this.since)), config.nodeStatusIntervalMs);
   }
 
   private disconnected(): void {
     clearInterval(this.statusTimer);
     this.registered = false;
-    this.outbox.rewind();
+    this.started.outbox.rewind();
   }
 
   private schedulePump(): void {
@@ -129,18 +154,19 @@ export class EdgeHub {
 
   /** Sends queued reports while the window and the socket have room. */
   private pump(): void {
-    const { window } = this.options.config;
-    while (this.link.connected && this.outbox.inFlightCount < window) {
-      if (this.link.buffered > HIGH_WATER_BYTES) {
+    const { window } = this.deps.config;
+    const { link, outbox } = this.started;
+    while (link.connected && outbox.inFlightCount < window) {
+      if (link.buffered > HIGH_WATER_BYTES) {
         setTimeout(() => this.schedulePump(), 10);
         return;
       }
-      const reports = this.outbox.take(Math.min(PAGE, window - this.outbox.inFlightCount));
+      const reports = outbox.take(Math.min(PAGE, window - outbox.inFlightCount));
       if (reports.length === 0) return;
       for (const report of reports) {
         // The content is stored as JSON text: spliced in as it is, not parsed and serialised again.
         const frame = `{"header":{"msg_id":${JSON.stringify(report.msgId)},"timestamp":${Date.now()}},"route":{"source":"twin","group":"resource","operation":"update","resource":${JSON.stringify(report.resource)}},"content":${report.content}}`;
-        this.link.send(frame);
+        link.send(frame);
       }
     }
   }
@@ -167,7 +193,7 @@ export class EdgeHub {
   }
 
   private answered(message: BeehiveMessage, parent: string): void {
-    if (this.outbox.answered(parent)) {
+    if (this.started.outbox.answered(parent)) {
       this.schedulePump();
       return;
     }
@@ -175,17 +201,17 @@ export class EdgeHub {
     const answer = message.content as { Err?: unknown } | undefined;
     const error = answer && typeof answer === 'object' ? answer.Err : undefined;
     this.registered = !error || (typeof error === 'object' && Object.keys(error).length === 0);
-    if (this.registered) this.log.info({ node: this.options.node, resource: message.route.resource }, 'node registered with the cloud');
-    else this.log.warn({ node: this.options.node, err: error }, 'the cloud refused the node registration');
+    if (this.registered) this.log.info({ node: this.deps.node, resource: message.route.resource }, 'node registered with the cloud');
+    else this.log.warn({ node: this.deps.node, err: error }, 'the cloud refused the node registration');
   }
 
-  /** Stores the object, acknowledges it once stored (as MetaManager does), then lets the agent serve it. */
+  /** Stores the object, acknowledges it once stored (as MetaManager does), then has the catalog serve it. */
   private async applyObject(message: BeehiveMessage, kind: CloudKind, id: string): Promise<void> {
     const { operation } = message.route;
-    let desired: Record<string, string> | undefined;
+    const { objects, link } = this.started;
     try {
       if (operation === 'delete') {
-        this.objects.delete(kind, id);
+        objects.delete(kind, id);
       } else if (operation === 'insert' || operation === 'update') {
         const object = contentObject(message);
         const parsed = parseObject(object);
@@ -193,22 +219,19 @@ export class EdgeHub {
         if (parsed.errors.length === 0 && !item) parsed.errors.push(`not a ${kind === 'device' ? 'Device' : 'DeviceModel'}`);
         if (item && item.id !== id) parsed.errors.push(`metadata names ${item.id}, the resource ${id}`);
         if (parsed.errors.length > 0) throw new MessageError(`invalid ${kind} ${id}: ${parsed.errors.join('; ')}`);
-        const before = this.objects.get(kind, id);
-        this.objects.put({ kind, id, resourceVersion: message.header.resourceversion, object: object as Record<string, unknown> });
-        if (before && parsed.device) desired = changedDesired(parseObject(before.object).device, parsed.device);
+        objects.put({ kind, id, resourceVersion: message.header.resourceversion, object: object as Record<string, unknown> });
       } else {
         throw new MessageError(`unsupported operation ${operation} on ${kind} ${id}`);
       }
-      await this.options.store.flushed();
-      this.link.send(responseTo(message, 'OK'));
+      await this.deps.db.flushed();
+      link.send(responseTo(message, 'OK'));
       this.log.info({ kind, id, operation, resourceVersion: message.header.resourceversion }, 'object from the cloud stored');
-      await this.options.objectsChanged();
-      // A new device is seeded with its desired values; a changed one gets those the cloud changed.
-      if (desired && Object.keys(desired).length > 0) this.options.twins.desire(id, desired, 'cloud');
+      // The catalog seeds a new device with its desired values, and a changed one with those the cloud changed.
+      await this.deps.catalog.reload('cloud');
     } catch (error) {
       if (!(error instanceof MessageError)) throw error;
       // Acknowledged all the same: the cloud would resend it unchanged, to the same end.
-      this.link.send(responseTo(message, `error: ${error.message}`));
+      link.send(responseTo(message, `error: ${error.message}`));
       this.log.error({ err: error.message, msgId: message.header.msg_id }, 'object from the cloud refused');
     }
   }
@@ -219,7 +242,7 @@ export class EdgeHub {
       const content = contentObject(message) as { twin?: Record<string, { expected?: { value?: string } } | null> };
       if (!content?.twin || typeof content.twin !== 'object') throw new MessageError('cloud_updated without a twin');
       const update = Object.fromEntries(Object.entries(content.twin).flatMap(([key, twin]) => (twin?.expected ? [[key, { expected: twin.expected }]] : [])));
-      this.options.twins.update(deviceId, update, 'cloud');
+      this.deps.twins.update(deviceId, update, 'cloud');
     } catch (error) {
       this.log.warn({ device: deviceId, err: (error as Error).message }, 'desired values from the cloud refused');
     }

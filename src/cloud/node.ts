@@ -1,9 +1,10 @@
 /**
  * This gateway as a Kubernetes v1.Node, the way EdgeCore's edged registers it: capacity and
- * allocatable CPU and memory, nodeInfo, addresses and a Ready condition, from systeminformation.
- * Registered with `insert` on `<ns>/node/<node>`, kept fresh with `patch` on `<ns>/nodepatch/<node>`.
+ * allocatable CPU and memory, nodeInfo, addresses and a Ready condition, from the host facts the
+ * telemetry module reads. Registered with `insert` on `<ns>/node/<node>`, kept fresh with `patch`
+ * on `<ns>/nodepatch/<node>`.
  */
-import si from 'systeminformation';
+import type { HostFacts } from '../telemetry/index.js';
 import type { CloudConfig } from './config.js';
 import { newMessage, type BeehiveMessage } from './message.js';
 
@@ -11,7 +12,7 @@ import { newMessage, type BeehiveMessage } from './message.js';
 const MAX_PODS = '110';
 const AGENT_VERSION = 'v1.29.0-edge-agent';
 
-interface NodeFacts {
+export interface NodeFacts {
   architecture: string;
   kernelVersion: string;
   osImage: string;
@@ -23,17 +24,17 @@ interface NodeFacts {
 
 const ARCHITECTURES: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386' };
 
-export async function nodeFacts(node: string): Promise<NodeFacts> {
-  const [os, mem, cpu, interfaces, uuid] = await Promise.all([si.osInfo(), si.mem(), si.cpu(), si.networkInterfaces(), si.uuid()]);
-  const external = (Array.isArray(interfaces) ? interfaces : [interfaces]).filter((i) => !i.internal && i.ip4);
+/** The node's facts from the telemetry module's host facts (static ones cached there, addresses read each time). */
+export async function nodeFacts(node: string, telemetry: { host(): Promise<HostFacts> }): Promise<NodeFacts> {
+  const host = await telemetry.host();
   return {
-    architecture: ARCHITECTURES[os.arch] ?? os.arch,
-    kernelVersion: os.kernel,
-    osImage: `${os.distro} ${os.release}${os.codename ? ` (${os.codename})` : ''}`,
-    machineID: uuid.os,
-    cpu: String(cpu.cores),
-    memory: `${Math.floor(mem.total / 1024)}Ki`,
-    addresses: [...external.map((i) => ({ type: 'InternalIP', address: i.ip4 })), { type: 'Hostname', address: node }],
+    architecture: ARCHITECTURES[host.arch] ?? host.arch,
+    kernelVersion: host.kernel,
+    osImage: `${host.distro} ${host.release}${host.codename ? ` (${host.codename})` : ''}`,
+    machineID: host.machineId,
+    cpu: String(host.cpus),
+    memory: `${Math.floor(host.memoryBytes / 1024)}Ki`,
+    addresses: [...host.addresses.map((address) => ({ type: 'InternalIP', address })), { type: 'Hostname', address: node }],
   };
 }
 

@@ -2,7 +2,7 @@
  * Devices and DeviceModels the cloud sent, kept in SQLite beside the twin, so that after a reboot
  * without the cloud the agent serves them from here alone.
  */
-import type { TwinStore } from '../twin/store.js';
+import type { Database } from '../db/database.js';
 
 export type CloudKind = 'device' | 'devicemodel';
 
@@ -18,8 +18,8 @@ export class CloudObjects {
   private readonly objects = new Map<string, CloudObject>();
   private readonly statements;
 
-  constructor(private readonly store: TwinStore) {
-    store.exec('CREATE TABLE IF NOT EXISTS cloud_object (kind TEXT NOT NULL, id TEXT NOT NULL, resource_version TEXT, body TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID');
+  /** Its table must exist: the cloud module migrates it (`cloudMigrations`). */
+  constructor(private readonly store: Database) {
     this.statements = {
       put: store.prepare('INSERT OR REPLACE INTO cloud_object (kind, id, resource_version, body) VALUES (?, ?, ?, ?)'),
       delete: store.prepare('DELETE FROM cloud_object WHERE kind = ? AND id = ?'),
@@ -40,7 +40,7 @@ export class CloudObjects {
     return [...this.objects.values()];
   }
 
-  /** Stored with the next commit (await the store's flushed() before acknowledging it). */
+  /** Stored with the next commit (await the database's flushed() before acknowledging it). */
   put(object: CloudObject): void {
     this.objects.set(`${object.kind}:${object.id}`, object);
     this.store.queue(() => this.statements.put.run(object.kind, object.id, object.resourceVersion ?? null, JSON.stringify(object.object)));

@@ -1,5 +1,5 @@
 /**
- * Reports on their way to the cloud, in SQLite beside the twin: staged in the same transaction
+ * Reports on their way to the cloud, in SQLite beside the twin (tables of `cloudMigrations`): staged in the same transaction
  * as the twin change they report (so they survive exactly when it does), sent in order, deleted
  * once the cloud answers. EdgeCore drops reports while the cloud is away; this keeps them, within
  * a disk quota, optionally coalesced to the latest value per device.
@@ -9,13 +9,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
-import type { TwinStore } from '../twin/store.js';
+import type { Database } from '../db/database.js';
 import type { CloudConfig } from './config.js';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS cloud_outbox (seq INTEGER PRIMARY KEY, resource TEXT NOT NULL, content TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cloud_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-`;
 
 export interface Report {
   seq: number;
@@ -62,11 +58,10 @@ export class Outbox {
   private cursor = 0;
 
   constructor(
-    private readonly store: TwinStore,
+    private readonly store: Database,
     private readonly options: CloudConfig['queue'],
     private readonly log: Logger,
   ) {
-    store.exec(SCHEMA);
     this.statements = {
       insert: store.prepare('INSERT INTO cloud_outbox (seq, resource, content) VALUES (?, ?, ?)'),
       update: store.prepare('UPDATE cloud_outbox SET content = ? WHERE seq = ?'),

@@ -5,6 +5,7 @@
  * cloud made are not echoed back, nor properties whose visitor says `reportToCloud: false`.
  */
 import { randomUUID } from 'node:crypto';
+import type { Remove } from '../module.js';
 import type { PendingEvent, Twins } from '../twin/twins.js';
 import type { MsgTwin } from '../twin/types.js';
 import type { Outbox } from './outbox.js';
@@ -21,8 +22,8 @@ const mergeTwins = (older: Record<string, unknown>, newer: Record<string, unknow
 });
 const keepNewer = (_older: Record<string, unknown>, newer: Record<string, unknown>) => newer;
 
-export function stageReports(twins: Twins, outbox: Outbox, reports: ReportFilter): void {
-  twins.onStaged((pending: PendingEvent) => {
+export function stageReports(twins: Twins, outbox: Outbox, reports: ReportFilter): Remove {
+  return twins.onStaged((pending: PendingEvent) => {
     if (pending.event.origin === 'cloud') return;
     if (pending.kind === 'changed') {
       const change = pending.event;

@@ -164,13 +164,21 @@ export function parseObject(object: unknown): { errors: string[]; device?: Devic
   return { errors, device: [...catalog.devices.values()][0], model: [...catalog.models.values()][0] };
 }
 
+/** A Device or DeviceModel held outside the profile files, named by where it came from (`cloud`). */
+export interface StoredObject {
+  source: string;
+  id: string;
+  object: unknown;
+}
+
 /**
- * Loads every manifest under the given files and directories, after the objects the cloud sent
- * (which win over a manifest of the same id); invalid documents are reported, the rest kept.
+ * Loads every manifest under the given files and directories, after the stored objects (which
+ * win over a manifest of the same id; each is read as the file `<source>:<id>`); invalid
+ * documents are reported, the rest kept.
  */
-export function loadCatalog(paths: string[], cloudObjects: Array<{ id: string; object: unknown }> = []): Catalog {
+export function loadCatalog(paths: readonly string[], objects: readonly StoredObject[] = []): Catalog {
   const catalog = emptyCatalog();
-  for (const { id, object } of cloudObjects) loadDocument(catalog, { file: `cloud:${id}`, index: 0 }, object);
+  for (const { source, id, object } of objects) loadDocument(catalog, { file: `${source}:${id}`, index: 0 }, object);
   for (const path of paths) {
     let files: string[];
     try {

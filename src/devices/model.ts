@@ -46,6 +46,21 @@ export interface DeviceProtocol {
   common?: Record<string, unknown>;
 }
 
+/**
+ * Where a Device's protocol-specific blocks sit in its manifest, as dotted paths like those of
+ * manifest errors, so that a mapper's complaint about one of them names the field.
+ */
+export interface DeviceFields {
+  /** The protocol's configuration: `spec.protocol.configData` (v1beta1), `spec.protocol.modbus` (v1alpha2), … */
+  protocol: string;
+  /** v1alpha2 `spec.protocol.common`. */
+  common?: string;
+  /** The list of properties: `spec.properties` (v1beta1) or `spec.propertyVisitors` (v1alpha2). */
+  properties: string;
+  /** Each property's visitor by property name; v1alpha2 properties listed only in `status.twins` have none. */
+  visitors: Record<string, string>;
+}
+
 export interface Device {
   /** `{namespace}/{name}` */
   id: string;
@@ -61,6 +76,7 @@ export interface Device {
   properties: DeviceProperty[];
   /** Reported values carried in a manifest's status, used only to seed an empty twin. */
   reported: Record<string, SeedValue>;
+  fields: DeviceFields;
 }
 
 export interface ManifestSource {

@@ -78,22 +78,24 @@ const VISITOR_FIELDS = new Set(['propertyName', 'collectCycle', 'reportCycle']);
 /**
  * v1alpha2 names the protocol by the key it uses (modbus, bluetooth, opcua or
  * customizedProtocol); upstream samples omit the protocol block and leave it to the visitors.
+ * `at` is where the configuration sits in the manifest.
  */
-function alpha2Protocol(spec: Alpha2Spec): { name: string; config: Record<string, unknown> } {
+function alpha2Protocol(spec: Alpha2Spec): { name: string; config: Record<string, unknown>; at: string } {
   const declaredCustom = spec.protocol?.customizedProtocol;
-  if (declaredCustom) return { name: declaredCustom.protocolName, config: declaredCustom.configData ?? {} };
+  if (declaredCustom) return { name: declaredCustom.protocolName, config: declaredCustom.configData ?? {}, at: 'spec.protocol.customizedProtocol.configData' };
   const declared = Object.entries(spec.protocol ?? {}).find(([key, value]) => key !== 'common' && key !== 'customizedProtocol' && value !== undefined);
-  if (declared) return { name: declared[0], config: (declared[1] ?? {}) as Record<string, unknown> };
+  if (declared) return { name: declared[0], config: (declared[1] ?? {}) as Record<string, unknown>, at: `spec.protocol.${declared[0]}` };
   const visitorCustom = spec.propertyVisitors.find((v) => v.customizedProtocol)?.customizedProtocol;
-  if (visitorCustom) return { name: visitorCustom.protocolName, config: {} };
+  if (visitorCustom) return { name: visitorCustom.protocolName, config: {}, at: 'spec.protocol' };
   const fromVisitor = spec.propertyVisitors.flatMap((v) => Object.keys(v).filter((key) => !VISITOR_FIELDS.has(key)))[0];
-  return { name: fromVisitor ?? '', config: {} };
+  return { name: fromVisitor ?? '', config: {}, at: 'spec.protocol' };
 }
 
-function alpha2Visitor(visitor: DeviceV1alpha2['spec']['propertyVisitors'][number]): Record<string, unknown> {
-  if (visitor.customizedProtocol) return visitor.customizedProtocol.configData ?? {};
+/** The visitor's protocol block, and where it sits inside the visitor: `modbus`, `customizedProtocol.configData`, or '' when it has none. */
+function alpha2Visitor(visitor: DeviceV1alpha2['spec']['propertyVisitors'][number]): { config: Record<string, unknown>; at: string } {
+  if (visitor.customizedProtocol) return { config: visitor.customizedProtocol.configData ?? {}, at: 'customizedProtocol.configData' };
   const block = Object.entries(visitor).find(([key, value]) => !VISITOR_FIELDS.has(key) && value && typeof value === 'object');
-  return (block?.[1] ?? {}) as Record<string, unknown>;
+  return block ? { config: block[1] as Record<string, unknown>, at: block[0] } : { config: {}, at: '' };
 }
 
 /** v1alpha2 places a device on a node through a nodeSelector whose values name the node. */
@@ -105,17 +107,22 @@ function alpha2NodeName(spec: Alpha2Spec): string | undefined {
 export function deviceFromV1alpha2(d: DeviceV1alpha2): Device {
   const namespace = d.metadata.namespace || 'default';
   const { names: twinNames, desired, reported } = seedsFromStatus(d.status);
-  const protocol = alpha2Protocol(d.spec);
+  const { at: protocolAt, ...protocol } = alpha2Protocol(d.spec);
   const labels = d.metadata.labels ?? {};
-  const visitors = new Map(d.spec.propertyVisitors.map((v) => [v.propertyName, v]));
+  const visitors = new Map(
+    d.spec.propertyVisitors.map((visitor, index) => {
+      const block = alpha2Visitor(visitor);
+      return [visitor.propertyName, { visitor, config: block.config, at: [`spec.propertyVisitors.${index}`, block.at].filter(Boolean).join('.') }];
+    }),
+  );
   const names = new Set([...visitors.keys(), ...twinNames]);
   const properties: DeviceProperty[] = [...names].map((propertyName) => {
     const visitor = visitors.get(propertyName);
     return {
       name: propertyName,
-      visitor: visitor ? alpha2Visitor(visitor) : {},
-      collectCycleMs: cycleToMs(visitor?.collectCycle),
-      reportCycleMs: cycleToMs(visitor?.reportCycle),
+      visitor: visitor?.config ?? {},
+      collectCycleMs: cycleToMs(visitor?.visitor.collectCycle),
+      reportCycleMs: cycleToMs(visitor?.visitor.reportCycle),
       reportToCloud: true,
       desired: desired[propertyName],
     };
@@ -129,6 +136,12 @@ export function deviceFromV1alpha2(d: DeviceV1alpha2): Device {
     protocol: { ...protocol, common: d.spec.protocol?.common ?? undefined },
     properties,
     reported,
+    fields: {
+      protocol: protocolAt,
+      common: 'spec.protocol.common',
+      properties: 'spec.propertyVisitors',
+      visitors: Object.fromEntries([...visitors].map(([name, v]) => [name, v.at])),
+    },
   };
 }
 
@@ -152,5 +165,10 @@ export function deviceFromV1beta1(d: DeviceV1beta1): Device {
       desired: p.desired?.value === undefined ? undefined : { value: p.desired.value, type: p.desired.metadata?.type },
     })),
     reported,
+    fields: {
+      protocol: 'spec.protocol.configData',
+      properties: 'spec.properties',
+      visitors: Object.fromEntries(d.spec.properties.map((p, index) => [p.name, `spec.properties.${index}.visitors.configData`])),
+    },
   };
 }

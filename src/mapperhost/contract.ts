@@ -5,6 +5,7 @@
  */
 import type { Device, DeviceModel, ModelProperty } from '../devices/model.js';
 import type { Logger } from '../log.js';
+import type { TransportPool } from './transports.js';
 
 export type PropertyValue = number | boolean | string;
 
@@ -30,6 +31,8 @@ export interface MapperContext {
   log: Logger;
   /** The agent's event bus (`mqtt://host:port`), for mappers whose devices speak MQTT. */
   busUrl: string;
+  /** Lines, broker connections and controllers that devices share; the host closes them when it stops. */
+  transports: TransportPool;
   /** A value the device sent on its own (a notification, an advertisement), reported without waiting for the next read. */
   push(property: string, value: PropertyValue): void;
   /** The connection is gone (the device disconnected): the host closes it and connects again with backoff. */
@@ -42,5 +45,8 @@ export class DeviceUnreachableError extends Error {}
 export interface Mapper {
   /** Protocol names as Device manifests give them (`virtualProtocol`, `modbus`, `bluetooth`, …). */
   readonly protocols: readonly string[];
+  /** What is wrong with the device's protocol config and visitors, as `field.path: reason` in its manifest: found when manifests load, not at run time. */
+  validate(device: Device, model: DeviceModel): string[];
+  /** Opens the device; what it throws is the device's reason: offline for DeviceUnreachableError, else unhealthy. */
   connect(device: Device, model: DeviceModel, context: MapperContext): Promise<DeviceConnection>;
 }

@@ -2,21 +2,6 @@
 import type { PropertyType } from '../devices/model.js';
 import type { PropertyValue } from './contract.js';
 
-/** Twin type names as EdgeCore's ValidateValue knows them. */
-export function twinType(type: PropertyType): string {
-  switch (type) {
-    case 'int':
-      return 'int';
-    case 'float':
-    case 'double':
-      return 'float';
-    case 'boolean':
-      return 'boolean';
-    default:
-      return 'string';
-  }
-}
-
 /** Decimal notation only: twin values may not contain `+`, so `1e+21` is not an option. */
 function decimal(n: number): string {
   if (Number.isInteger(n) && Math.abs(n) < 1e21) return String(n);

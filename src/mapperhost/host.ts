@@ -1,41 +1,60 @@
-/** Runs the in-process mappers for the devices this node manages. */
+/** Runs the in-process mappers for the devices this node manages, as the catalog announces them. */
+import type { DeviceCatalog } from '../devices/catalog.js';
 import type { Device, DeviceModel } from '../devices/model.js';
 import type { Logger } from '../log.js';
+import { MODULE, type Module, type Remove } from '../module.js';
 import type { TwinChange, Twins } from '../twin/twins.js';
 import type { Mapper } from './contract.js';
+import { mappersByProtocol } from './validate.js';
 import { DeviceRunner } from './runner.js';
+import { TransportPool } from './transports.js';
 
 /**
  * A device as its runner sees it: the Device and its DeviceModel without where they were read
  * from or the twin values they seed (a new desired value is a twin change, not a new device).
  */
 function servedAs(device: Device, models: Map<string, DeviceModel>): string {
-  const { source: _deviceSource, reported: _reported, properties, ...rest } = device as Device & { source?: unknown };
+  const { source: _deviceSource, fields: _fields, reported: _reported, properties, ...rest } = device as Device & { source?: unknown };
   const { source: _modelSource, ...model } = (models.get(device.modelId) ?? {}) as DeviceModel & { source?: unknown };
   return JSON.stringify([rest, properties.map(({ desired: _desired, ...property }) => property), model]);
 }
 
-export class MapperHost {
+export interface MapperHostDeps {
+  mappers: readonly Mapper[];
+  twins: Twins;
+  catalog: DeviceCatalog;
+  /** The agent's event bus, whose `mqtt://host:port` mappers of MQTT devices connect to (known once it listens). */
+  bus: { readonly url: string };
+  log: Logger;
+}
+
+export class MapperHost implements Module {
+  readonly name = MODULE.mapperhost;
   private readonly runners = new Map<string, DeviceRunner>();
   /** What each device was served (or refused) as, to tell whether a new catalog changes it. */
   private readonly served = new Map<string, string>();
-  private readonly byProtocol = new Map<string, Mapper>();
-  private readonly onChange = (change: TwinChange) => {
-    if (change.delta) void this.runners.get(change.deviceId)?.applyDesired();
-  };
+  private readonly byProtocol: Map<string, Mapper>;
+  /** The transports the devices share, closed when the host stops. */
+  private readonly transports = new TransportPool();
+  private removers: Remove[] = [];
+  private readonly twins: Twins;
+  private readonly log: Logger;
 
-  constructor(
-    mappers: Mapper[],
-    private readonly twins: Twins,
-    private readonly log: Logger,
-    private readonly busUrl: string,
-  ) {
-    for (const mapper of mappers) for (const protocol of mapper.protocols) this.byProtocol.set(protocol, mapper);
+  constructor(private readonly deps: MapperHostDeps) {
+    this.twins = deps.twins;
+    this.log = deps.log;
+    this.byProtocol = mappersByProtocol(deps.mappers);
   }
 
-  start(devices: Device[], models: Map<string, DeviceModel>): void {
-    this.twins.on('changed', this.onChange);
-    for (const device of devices) this.serve(device, models);
+  async start(): Promise<void> {
+    const { catalog } = this.deps;
+    this.removers = [
+      this.twins.onChange((change: TwinChange) => {
+        if (change.delta) void this.runners.get(change.deviceId)?.applyDesired();
+      }),
+      catalog.onChanged(({ devices, models }) => this.apply(devices, models)),
+    ];
+    for (const device of catalog.managed()) this.serve(device, catalog.current.models);
     this.log.info({ devices: this.runners.size, protocols: [...this.byProtocol.keys()] }, 'mapper host started');
   }
 
@@ -43,7 +62,7 @@ export class MapperHost {
    * Serves `devices` from now on: runners of devices that are gone or whose Device or DeviceModel
    * changed are stopped, new and changed ones started; the others keep their connections.
    */
-  async apply(devices: Device[], models: Map<string, DeviceModel>): Promise<void> {
+  private async apply(devices: Device[], models: Map<string, DeviceModel>): Promise<void> {
     const wanted = new Map(devices.map((d) => [d.id, d]));
     const stale = [...this.served.keys()].filter((id) => {
       const device = wanted.get(id);
@@ -67,15 +86,16 @@ export class MapperHost {
       this.twins.setState(device.id, 'unhealthy', 'mapper', reason);
       return;
     }
-    const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.busUrl);
+    const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.deps.bus.url, this.transports);
     this.runners.set(device.id, runner);
     runner.start();
   }
 
   async stop(): Promise<void> {
-    this.twins.off('changed', this.onChange);
+    for (const remove of this.removers.splice(0)) remove();
     await Promise.all([...this.runners.values()].map((r) => r.stop()));
     this.runners.clear();
     this.served.clear();
+    await this.transports.closeAll();
   }
 }

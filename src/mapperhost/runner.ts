@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Twins } from '../twin/twins.js';
 import { DeviceUnreachableError, type BoundProperty, type DeviceConnection, type Mapper, type MapperContext, type PropertyValue } from './contract.js';
 import { fromTwinValue, toTwinValue } from './convert.js';
+import type { TransportPool } from './transports.js';
 import { timedOut, withTimeout } from '../timeout.js';
 
 const DEFAULT_CYCLE_MS = 1000;
@@ -42,6 +43,7 @@ export class DeviceRunner {
     private readonly twins: Twins,
     private readonly log: Logger,
     private readonly busUrl: string,
+    private readonly transports: TransportPool,
   ) {
     const modelProperties = new Map(model.properties.map((p) => [p.name, p]));
     for (const property of device.properties) {
@@ -104,6 +106,7 @@ export class DeviceRunner {
     const context: MapperContext = {
       log: this.log.child({ device: this.device.id }),
       busUrl: this.busUrl,
+      transports: this.transports,
       push: (property, value) => {
         if (connection && connection === this.connection) this.receive(property, value);
       },

@@ -1,12 +1,9 @@
 /**
- * SQLite persistence of devices and twins. Writes are queued and committed together in one
- * transaction per event-loop turn (group commit); `flushed()` resolves once a write is on disk,
- * which is when the agent may acknowledge it. Within a batch only the last state of a twin
- * property is written; every reported value still goes to the history.
+ * The twin's tables on the database engine: devices, twin properties and their history. Writes
+ * join the engine's group commit; within a batch only the last state of a twin property is
+ * written, and every reported value still goes to the history.
  */
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import type { Database } from '../db/database.js';
 import type { DeviceAttribute, DeviceRecord, TwinProperty, TwinVersion } from './types.js';
 
 const SCHEMA = `
@@ -60,8 +57,6 @@ export interface HistoryEntry {
   timestamp: number;
 }
 
-type Write = () => void;
-
 /** History slots per twin property; the configured history size stays below it. */
 const HISTORY_STRIDE = 1 << 14;
 
@@ -70,31 +65,19 @@ function version(cloud: number | null, edge: number | null): TwinVersion | undef
 }
 
 export class TwinStore {
-  private readonly db: Database.Database;
-  /** Device writes, in order. */
-  private readonly pending: Write[] = [];
   /** Twin rows by `deviceId\0key`: the last one queued wins. */
   private readonly pendingTwins = new Map<string, unknown[]>();
   private readonly pendingHistory: unknown[][] = [];
   /** Integer ids of twin properties by `deviceId\0key`, which key their history. */
   private readonly twinIds = new Map<string, number>();
   private nextTwinId = 1;
-  private waiters: Array<{ committed: () => void; failed: (e: unknown) => void }> = [];
-  private scheduled = false;
-  private batch?: Promise<void>;
   private readonly statements;
 
   constructor(
-    file: string,
+    private readonly db: Database,
     private readonly historySize: number,
   ) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    // WAL with synchronous=NORMAL: a committed transaction survives the process being killed;
-    // only an OS crash or power loss can take the last transactions back.
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(SCHEMA);
+    db.migrate({ owner: 'twin', steps: [SCHEMA] });
     this.statements = {
       upsertDevice: this.db.prepare(
         `INSERT INTO device (id, namespace, name, description, state, last_online, attributes, managed)
@@ -117,6 +100,8 @@ export class TwinStore {
       this.twinIds.set(`${row.device_id}\0${row.key}`, row.id);
       this.nextTwinId = Math.max(this.nextTwinId, row.id + 1);
     }
+    // Device writes go through the queue, in order; the twin rows and history of a batch after them.
+    db.addBatchWriter(() => this.writeBatch());
   }
 
   loadDevices(): DeviceRecord[] {
@@ -167,8 +152,7 @@ export class TwinStore {
       attributes: JSON.stringify(device.attributes),
       managed: device.managed ? 1 : 0,
     };
-    this.pending.push(() => this.statements.upsertDevice.run(row));
-    this.schedule();
+    this.db.queue(() => this.statements.upsertDevice.run(row));
   }
 
   deleteDevice(id: string): void {
@@ -183,12 +167,11 @@ export class TwinStore {
     for (let i = this.pendingHistory.length - 1; i >= 0; i--) {
       if (ids.has(Math.floor((this.pendingHistory[i]![0] as number) / HISTORY_STRIDE))) this.pendingHistory.splice(i, 1);
     }
-    this.pending.push(() => {
+    this.db.queue(() => {
       this.statements.deleteHistory.run(id);
       this.statements.deleteTwins.run(id);
       this.statements.deleteDevice.run(id);
     });
-    this.schedule();
   }
 
   /** Queues the twin property; with `reported`, also records the reported value in the bounded history. */
@@ -217,74 +200,24 @@ export class TwinStore {
     ];
     this.pendingTwins.set(ref, params);
     if (reported && p.actual) this.pendingHistory.push([twinId * HISTORY_STRIDE + (p.historySeq % this.historySize), p.historySeq, p.actual.value, p.actual.timestamp]);
-    this.schedule();
-  }
-
-  /** A statement on the twin database, for tables kept beside the twin (the cloud outbox). */
-  prepare(sql: string): Database.Statement {
-    return this.db.prepare(sql);
-  }
-
-  exec(sql: string): void {
-    this.db.exec(sql);
-  }
-
-  /** Runs `write` in the next group commit, after the twin writes queued before it. */
-  queue(write: () => void): void {
-    this.pending.push(write);
-    this.schedule();
-  }
-
-  /** Runs `writes` in a transaction of their own, now. */
-  transaction(writes: () => void): void {
-    this.db.transaction(writes)();
+    this.db.schedule();
   }
 
   /** Resolves when everything queued so far is committed. */
   flushed(): Promise<void> {
-    if (!this.scheduled) return Promise.resolve();
-    // One promise per batch: at thousands of updates a second, a promise each is garbage.
-    this.batch ??= new Promise((resolve, reject) => this.afterCommit(resolve, reject));
-    return this.batch;
+    return this.db.flushed();
   }
 
   /** Calls back once everything queued so far is committed, or has failed to be. */
   afterCommit(committed: () => void, failed: (error: unknown) => void): void {
-    if (!this.scheduled) return committed();
-    this.waiters.push({ committed, failed });
+    this.db.afterCommit(committed, failed);
   }
 
-  /** Commits what is queued now, synchronously. */
-  flush(): void {
-    this.scheduled = false;
-    this.batch = undefined;
-    const writes = this.pending.splice(0);
+  /** Taken out before writing: a failed commit drops them, and the twin reloads what SQLite holds. */
+  private writeBatch(): void {
     const twins = [...this.pendingTwins.values()];
     this.pendingTwins.clear();
-    const history = this.pendingHistory.splice(0);
-    const waiters = this.waiters;
-    this.waiters = [];
-    try {
-      this.db.transaction(() => {
-        for (const write of writes) write();
-        for (const row of twins) this.statements.upsertTwin.run(row);
-        for (const row of history) this.statements.putHistory.run(row);
-      })();
-    } catch (error) {
-      for (const w of waiters) w.failed(error);
-      return;
-    }
-    for (const w of waiters) w.committed();
-  }
-
-  close(): void {
-    this.flush();
-    this.db.close();
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => this.flush());
+    for (const row of twins) this.statements.upsertTwin.run(row);
+    for (const row of this.pendingHistory.splice(0)) this.statements.putHistory.run(row);
   }
 }

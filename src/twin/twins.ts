@@ -5,6 +5,7 @@
  * Changes are persisted first and announced after they are committed.
  */
 import { EventEmitter } from 'node:events';
+import type { Remove } from '../module.js';
 import type { HistoryEntry, TwinStore } from './store.js';
 import type { DeviceAttribute, DeviceRecord, MsgTwin, TwinProperty, TwinVersion } from './types.js';
 import { DELETED, DEVICE_STATES, TwinError, toMsgTwin } from './types.js';
@@ -141,9 +142,10 @@ export function checkTwinUpdate(update: TwinUpdate): void {
   }
 }
 
-export class Twins extends EventEmitter<TwinEvents> {
+export class Twins {
   private readonly devices = new Map<string, DeviceRecord>();
-  private readonly stagers: Array<(event: PendingEvent) => void> = [];
+  private readonly events = new EventEmitter<TwinEvents>();
+  private readonly stagers = new Set<(event: PendingEvent) => void>();
   /** Events of changes not yet committed, in order. */
   private readonly pending: PendingEvent[] = [];
 
@@ -151,7 +153,6 @@ export class Twins extends EventEmitter<TwinEvents> {
     private readonly store: TwinStore,
     private readonly onListenerError: (error: unknown) => void,
   ) {
-    super();
     for (const device of store.loadDevices()) this.devices.set(device.id, device);
   }
 
@@ -319,13 +320,26 @@ export class Twins extends EventEmitter<TwinEvents> {
     return device;
   }
 
+  /** Committed twin changes, in commit order. */
+  onChange(listener: (change: TwinChange) => void): Remove {
+    this.events.on('changed', listener);
+    return () => this.events.off('changed', listener);
+  }
+
+  /** Committed device state changes. */
+  onState(listener: (change: StateChange) => void): Remove {
+    this.events.on('state', listener);
+    return () => this.events.off('state', listener);
+  }
+
   /**
    * Calls `stager` with every change as it is made, before it is committed: what the stager
-   * queues on the store (`TwinStore.queue`) is committed in the same transaction, so it
+   * queues on the database (`Database.queue`) is committed in the same transaction, so it
    * survives exactly when the change does.
    */
-  onStaged(stager: (event: PendingEvent) => void): void {
-    this.stagers.push(stager);
+  onStaged(stager: (event: PendingEvent) => void): Remove {
+    this.stagers.add(stager);
+    return () => this.stagers.delete(stager);
   }
 
   /**
@@ -340,8 +354,8 @@ export class Twins extends EventEmitter<TwinEvents> {
       () => {
         for (const { kind, event } of this.pending.splice(0)) {
           try {
-            if (kind === 'changed') this.emit('changed', event);
-            else this.emit('state', event);
+            if (kind === 'changed') this.events.emit('changed', event);
+            else this.events.emit('state', event);
           } catch (error) {
             this.onListenerError(error);
           }

@@ -1,4 +1,5 @@
 /** Device twin types as KubeEdge's devicetwin puts them on the wire (edge/pkg/devicetwin/dttype). */
+import { AgentError } from '../errors.js';
 
 export interface TwinVersion {
   cloud: number;
@@ -76,11 +77,9 @@ export function twinDocument(twin: Map<string, TwinProperty>): Record<string, Ms
   return out;
 }
 
-export class TwinError extends Error {
-  constructor(
-    readonly code: 400 | 404 | 409 | 500,
-    message: string,
-  ) {
-    super(message);
+/** A twin request refused, with EdgeCore's Result code (400 bad request, 404 unknown device, 500 storage), which is also its HTTP status. */
+export class TwinError extends AgentError {
+  constructor(status: 400 | 404 | 409 | 500, message: string) {
+    super(status, message);
   }
 }

@@ -16,7 +16,7 @@ import { HttpError } from '../api/server.js';
 import { parseWith } from '../schema.js';
 import type { Workloads } from './index.js';
 import { WorkloadError } from './manager.js';
-import { reportedTelemetry } from './telemetry.js';
+import { reportedTelemetry } from '../telemetry/index.js';
 
 const runBody = v.object({ name: v.pipe(v.string(), v.minLength(1)) });
 const migrateBody = v.object({ peer: v.pipe(v.string(), v.minLength(1)) });

@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import type { WifiReport } from '../wifi/index.js';
+import type { WifiReport } from '../wifi/wifi.js';
 import type { WorkloadsConfig } from './config.js';
 import { loadOrCreateIdentity, type PeerIdentity } from './identity.js';
 import { WorkloadError, WorkloadManager, type WorkloadView } from './manager.js';
@@ -13,7 +13,7 @@ import { Migrations, type MigrationResult } from './migration.js';
 import { OnDemandWorkload } from './on-demand.js';
 import { PeerClient, PeerServer, type PeerConfig, type PeerHandler } from './peers.js';
 import { OffloadPolicy, type Decision } from './policy.js';
-import { TelemetrySource, type ReportedTelemetry } from './telemetry.js';
+import { TelemetrySource, type ReportedTelemetry } from '../telemetry/index.js';
 
 const ARTIFACT = /^\/v1\/artifacts\/([0-9a-f]{64})$/;
 const MIGRATION = /^\/v1\/migrations\/([0-9a-f-]{36})\/(confirm|abort|stream)$/;

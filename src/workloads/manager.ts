@@ -1,35 +1,28 @@
 /**
- * The workloads of this gateway: images verified into a content-addressed store, QEMU processes
- * started from them with the caps their definition sets, restarted by their restart policy, and
- * their state and history in SQLite. Migration and on-demand start build on run/stop here.
+ * The workloads of this gateway: images verified into a content-addressed store, guests started
+ * from them by the runtime with the caps their definition sets, restarted by their restart
+ * policy, and their state and history in SQLite. Migration and on-demand start build on the
+ * methods here; what the manager keeps stays inside it.
  */
-import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { AgentError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { detectAccel } from './accel.js';
 import type { WorkloadDefinition, WorkloadsConfig } from './config.js';
 import { checkRunnable, ImageStore } from './image.js';
-import { consoleTail, QemuProcess, type QemuOptions } from './qemu.js';
-import { WorkloadStore, type WorkloadRecord, type WorkloadState } from './store.js';
+import type { Guest, GuestSpec, Runtime } from './runtime.js';
+import { WorkloadStore, type HistoryEvent, type WorkloadRecord, type WorkloadState } from './store.js';
 import type { ArtifactPaths, ImageManifest } from './types.js';
 
 const MAX_RESTART_DELAY_MS = 60_000;
-
-export class WorkloadError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+const CONSOLE_TAIL_BYTES = 4096;
 
 export interface Image {
   manifest: ImageManifest;
   artifacts: ArtifactPaths;
 }
 
+/** A workload as the API shows it: its record, and while its guest runs here, the guest's process. */
 export interface WorkloadView extends WorkloadRecord {
   pid?: number;
   accel?: string;
@@ -41,42 +34,47 @@ function neverRun(definition: WorkloadDefinition): WorkloadRecord {
 }
 
 interface Running {
-  process: QemuProcess;
-  /** Set while the agent itself ends the process: not a failure to restart. */
+  guest: Guest;
+  /** Set while the agent itself ends the guest: not a failure to restart. */
   stopping: boolean;
 }
 
-interface ManagerEvents {
-  changed: [WorkloadRecord];
+export interface ManagerDeps {
+  config: WorkloadsConfig;
+  dataDir: string;
+  /** The runtime's own directory: sockets, consoles, snapshots. */
+  runDir: string;
+  runtime: Runtime;
+  log: Logger;
 }
 
-export class WorkloadManager extends EventEmitter<ManagerEvents> {
-  readonly images = new Map<string, Image>();
-  readonly store: WorkloadStore;
-  readonly imageStore: ImageStore;
+export class WorkloadManager {
+  private readonly images = new Map<string, Image>();
+  private readonly store: WorkloadStore;
+  private readonly imageStore: ImageStore;
   private readonly running = new Map<string, Running>();
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
   /** Restarts in a row by the restart policy, for its backoff. */
   private readonly restarts = new Map<string, number>();
-  private accel?: 'kvm' | 'tcg';
-  readonly runDir: string;
+  private readonly config: WorkloadsConfig;
+  private readonly runDir: string;
+  private readonly runtime: Runtime;
+  private readonly log: Logger;
 
-  constructor(
-    readonly config: WorkloadsConfig,
-    dataDir: string,
-    runDir: string,
-    private readonly log: Logger,
-  ) {
-    super();
-    this.store = new WorkloadStore(join(dataDir, 'workloads.db'));
+  /** Opens the workloads' database and image store (built within the module's start). */
+  constructor({ config, dataDir, runDir, runtime, log }: ManagerDeps) {
+    this.config = config;
+    this.runDir = runDir;
+    this.runtime = runtime;
+    this.log = log;
     this.imageStore = new ImageStore(join(dataDir, 'workloads', 'images'));
-    this.runDir = join(runDir, 'workloads');
-    mkdirSync(this.runDir, { recursive: true });
+    this.store = new WorkloadStore(join(dataDir, 'workloads.db'));
   }
 
   /** Verifies and stores the built images, then starts the workloads marked autostart, and those that ran before a restart. */
   async start(): Promise<void> {
-    this.endLeftovers();
+    mkdirSync(this.runDir, { recursive: true });
+    this.runtime.reclaim();
     for (const dir of this.config.images) await this.importImages(dir);
     const toStart = new Set(this.config.workloads.filter((w) => w.autostart && !w.onDemand).map((w) => w.name));
     for (const record of this.store.list()) {
@@ -85,29 +83,6 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
       if (record.state === 'incoming') this.store.remove(record.name);
     }
     for (const name of toStart) await this.run(name).catch((error: Error) => this.log.error({ workload: name, err: error.message }, 'workload not started'));
-  }
-
-  /**
-   * QEMUs an agent that was killed left behind (they outlive it): ended, so that what ran
-   * starts again under this agent's control instead of twice.
-   */
-  private endLeftovers(): void {
-    for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
-      let commandLine: string;
-      try {
-        commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      } catch {
-        continue;
-      }
-      const program = commandLine.split('\0')[0]!.split('/').pop()!;
-      if (!program.startsWith('qemu-system') || !commandLine.includes(`${this.runDir}/`)) continue;
-      this.log.warn({ pid: Number(pid) }, 'QEMU left by a previous run of the agent ended');
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // Gone meanwhile.
-      }
-    }
   }
 
   private async importImages(dir: string): Promise<void> {
@@ -128,23 +103,41 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
   /** Adds an image whose artifacts are already in the store (a migration brought them). */
   addImage(manifest: ImageManifest): Image {
     const artifacts = this.imageStore.artifactsOf(manifest);
-    if (!artifacts) throw new WorkloadError(409, `image ${manifest.name}: artifacts missing from the store`);
+    if (!artifacts) throw new AgentError(409, `image ${manifest.name}: artifacts missing from the store`);
     const image = { manifest, artifacts };
     this.images.set(manifest.name, image);
     return image;
   }
 
+  hasArtifact(sha256: string): boolean {
+    return this.imageStore.has(sha256);
+  }
+
+  /** Stores what `stream` holds if its digest is `sha256`; otherwise an ImageError, and nothing stays. */
+  async storeArtifact(stream: NodeJS.ReadableStream, sha256: string): Promise<void> {
+    await this.imageStore.add(stream, sha256);
+  }
+
+  /** The stored file of an artifact one of this agent's images lists, and its size; nothing for any other digest. */
+  artifact(sha256: string): { path: string; size: number } | undefined {
+    for (const { manifest } of this.images.values()) {
+      const artifact = manifest.artifacts.find((a) => a.sha256 === sha256);
+      if (artifact && this.imageStore.has(sha256)) return { path: this.imageStore.path(sha256), size: artifact.size };
+    }
+    return undefined;
+  }
+
   definition(name: string): WorkloadDefinition {
     const definition = this.store.get(name)?.definition ?? this.config.workloads.find((w) => w.name === name);
-    if (!definition) throw new WorkloadError(404, `no workload ${name} (defined: ${this.config.workloads.map((w) => w.name).join(', ') || 'none'})`);
+    if (!definition) throw new AgentError(404, `no workload ${name} (defined: ${this.config.workloads.map((w) => w.name).join(', ') || 'none'})`);
     return definition;
   }
 
   image(definition: WorkloadDefinition): Image {
     const image = this.images.get(definition.image);
-    if (!image) throw new WorkloadError(409, `workload ${definition.name}: no image ${definition.image} here (have: ${[...this.images.keys()].join(', ') || 'none'})`);
+    if (!image) throw new AgentError(409, `workload ${definition.name}: no image ${definition.image} here (have: ${[...this.images.keys()].join(', ') || 'none'})`);
     const refusal = checkRunnable(image.manifest);
-    if (refusal) throw new WorkloadError(422, `workload ${definition.name}: ${refusal}`);
+    if (refusal) throw new AgentError(422, `workload ${definition.name}: ${refusal}`);
     return image;
   }
 
@@ -158,61 +151,70 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
     return this.view(this.store.get(name) ?? neverRun(this.definition(name)));
   }
 
+  /** What is stored of the workload (none for one defined but never run). */
+  record(name: string): WorkloadRecord | undefined {
+    return this.store.get(name);
+  }
+
+  history(name: string): HistoryEvent[] {
+    return this.store.history(name);
+  }
+
   private view(record: WorkloadRecord): WorkloadView {
     const running = this.running.get(record.name);
-    return { ...record, ...(running ? { pid: running.process.pid, accel: this.accel } : {}) };
+    return { ...record, ...(running ? { pid: running.guest.pid, accel: running.guest.accel } : {}) };
   }
 
-  process(name: string): QemuProcess | undefined {
-    return this.running.get(name)?.process;
+  /** The workload's guest, while it runs here. */
+  guest(name: string): Guest | undefined {
+    return this.running.get(name)?.guest;
   }
 
-  async qemuOptions(definition: WorkloadDefinition, extra: Partial<QemuOptions> = {}): Promise<QemuOptions> {
+  /** A file of the runtime's, in its run directory: a migration's socket, a snapshot. */
+  runPath(file: string): string {
+    return join(this.runDir, file);
+  }
+
+  private spec(definition: WorkloadDefinition, hostPorts = definition.ports): GuestSpec {
     const { manifest, artifacts } = this.image(definition);
-    this.accel ??= await detectAccel(this.log, manifest.architecture);
-    return {
-      id: definition.name,
-      runDir: this.runDir,
-      manifest,
-      artifacts,
-      accel: this.accel,
-      memoryMiB: definition.memoryMiB,
-      cpus: definition.cpus,
-      cpuQuotaPercent: definition.cpuQuotaPercent,
-      hostPorts: definition.ports,
-      ...extra,
-    };
+    return { name: definition.name, manifest, artifacts, memoryMiB: definition.memoryMiB, cpus: definition.cpus, cpuQuotaPercent: definition.cpuQuotaPercent, hostPorts };
   }
 
-  /** Starts the workload (a cold boot, or from `snapshot`); resolves once QEMU runs it. */
-  async run(name: string, options: { snapshot?: string; definition?: WorkloadDefinition; hostPorts?: QemuOptions['hostPorts']; restart?: boolean } = {}): Promise<WorkloadView> {
+  /** Starts the workload (a cold boot, or from `snapshot`); resolves once its guest runs. */
+  async run(name: string, options: { snapshot?: string; hostPorts?: GuestSpec['hostPorts']; restart?: boolean } = {}): Promise<WorkloadView> {
     if (this.running.has(name)) return this.get(name);
     if (!options.restart) this.restarts.delete(name);
-    const definition = options.definition ?? this.definition(name);
+    const definition = this.definition(name);
     const record = this.store.get(name);
-    if (record?.state === 'migrated') throw new WorkloadError(409, `workload ${name} runs on ${record.movedTo}: bring it back instead`);
+    if (record?.state === 'migrated') throw new AgentError(409, `workload ${name} runs on ${record.movedTo}: bring it back instead`);
     clearTimeout(this.restartTimers.get(name));
     this.restartTimers.delete(name);
-    const qemu = await this.qemuOptions(definition, { snapshot: options.snapshot, hostPorts: options.hostPorts ?? definition.ports });
-    this.save({ name, definition, state: 'starting', origin: record?.origin ?? 'local' }, options.snapshot ? 'resuming' : 'starting');
-    let process: QemuProcess;
+    const spec = this.spec(definition, options.hostPorts);
+    const origin = record?.origin ?? 'local';
+    this.store.save({ name, definition, state: 'starting', origin }, options.snapshot ? 'resuming' : 'starting');
+    let guest: Guest;
     try {
-      process = await QemuProcess.start(qemu, this.log.child({ workload: name }));
+      guest = await this.runtime.start(spec, options.snapshot);
     } catch (error) {
-      this.save({ name, definition, state: 'failed', origin: record?.origin ?? 'local', reason: (error as Error).message }, 'start failed');
-      throw new WorkloadError(500, `workload ${name} did not start: ${(error as Error).message}`);
+      this.store.save({ name, definition, state: 'failed', origin, reason: (error as Error).message }, 'start failed');
+      throw new AgentError(500, `workload ${name} did not start: ${(error as Error).message}`);
     }
-    this.adopt(name, definition, process, record?.origin ?? 'local', 'started', { pid: process.pid, accel: qemu.accel, snapshot: options.snapshot });
+    this.adopt(name, definition, guest, origin, 'started', { pid: guest.pid, accel: guest.accel, snapshot: options.snapshot });
     return this.get(name);
   }
 
-  /** Takes over a running QEMU (one this agent started, or one a migration brought in). */
-  adopt(name: string, definition: WorkloadDefinition, process: QemuProcess, origin: string, event: string, detail?: Record<string, unknown>): void {
-    const running: Running = { process, stopping: false };
+  /** Starts the workload's guest waiting for a migration stream on `uri`; it is adopted once the migration is confirmed. */
+  receive(definition: WorkloadDefinition, uri: string): Promise<Guest> {
+    return this.runtime.incoming(this.spec(definition), uri);
+  }
+
+  /** Takes over a running guest (one this agent started, or one a migration brought in). */
+  adopt(name: string, definition: WorkloadDefinition, guest: Guest, origin: string, event: string, detail?: Record<string, unknown>): void {
+    const running: Running = { guest, stopping: false };
     this.running.set(name, running);
-    process.once('exit', (code, signal) => this.exited(name, definition, running, code, signal));
-    this.save({ name, definition, state: 'running', origin }, event, detail);
-    this.log.info({ workload: name, pid: process.pid, origin }, event === 'started' ? 'workload started' : `workload ${event}`);
+    void guest.exited.then(({ code, signal }) => this.exited(name, definition, running, code, signal));
+    this.store.save({ name, definition, state: 'running', origin }, event, detail);
+    this.log.info({ workload: name, pid: guest.pid, origin }, event === 'started' ? 'workload started' : `workload ${event}`);
   }
 
   private exited(name: string, definition: WorkloadDefinition, running: Running, code: number | null, signal: string | null): void {
@@ -222,7 +224,7 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
     const failed = code !== 0;
     const reason = `QEMU exited (${signal ?? code})`;
     const record = this.store.get(name);
-    this.save({ name, definition, state: failed ? 'failed' : 'stopped', origin: record?.origin ?? 'local', reason }, 'exited', { code, signal });
+    this.store.save({ name, definition, state: failed ? 'failed' : 'stopped', origin: record?.origin ?? 'local', reason }, 'exited', { code, signal });
     const restart = definition.restart === 'always' || (definition.restart === 'on-failure' && failed);
     if (!restart) return;
     const restarts = this.restarts.get(name) ?? 0;
@@ -238,7 +240,7 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
     );
   }
 
-  /** Ends the workload's QEMU; `state` says why (stopped by an operator, idle, migrated away). */
+  /** Ends the workload's guest; `state` says why (stopped by an operator, idle, migrated away). */
   async stop(name: string, state: WorkloadState = 'stopped', detail?: Record<string, unknown>, movedTo?: string): Promise<WorkloadView> {
     clearTimeout(this.restartTimers.get(name));
     this.restartTimers.delete(name);
@@ -247,54 +249,50 @@ export class WorkloadManager extends EventEmitter<ManagerEvents> {
     if (!running && !record) this.definition(name);
     if (running) {
       running.stopping = true;
-      await running.process.quit();
+      await running.guest.quit();
       this.running.delete(name);
     }
     const definition = record?.definition ?? this.definition(name);
-    this.save({ name, definition, state, origin: record?.origin ?? 'local', ...(movedTo ? { movedTo } : {}) }, state, detail);
+    this.store.save({ name, definition, state, origin: record?.origin ?? 'local', ...(movedTo ? { movedTo } : {}) }, state, detail);
     return this.get(name);
   }
 
   /** Pauses the guest (its vCPUs stop; memory and devices stay) or lets it run again. */
   async pause(name: string, paused: boolean): Promise<WorkloadView> {
     const running = this.running.get(name);
-    if (!running) throw new WorkloadError(409, `workload ${name} is not running here`);
-    if (paused) await running.process.pause();
-    else await running.process.resume();
+    if (!running) throw new AgentError(409, `workload ${name} is not running here`);
+    if (paused) await running.guest.pause();
+    else await running.guest.resume();
     const record = this.store.get(name)!;
-    this.save({ ...record, state: paused ? 'paused' : 'running' }, paused ? 'paused' : 'resumed');
+    this.store.save({ ...record, state: paused ? 'paused' : 'running' }, paused ? 'paused' : 'resumed');
     return this.get(name);
   }
 
   /** Forgets a workload that is not running (one that came in by migration and was stopped). */
   remove(name: string): void {
-    if (this.running.has(name)) throw new WorkloadError(409, `workload ${name} is running`);
+    if (this.running.has(name)) throw new AgentError(409, `workload ${name} is running`);
     this.store.remove(name);
   }
 
-  record(name: string, event: string, detail?: Record<string, unknown>, change: Partial<WorkloadRecord> = {}): void {
+  /** Appends `event` to the workload's history, with `change` to its record; nothing for a workload never run. */
+  note(name: string, event: string, detail?: Record<string, unknown>, change: Partial<WorkloadRecord> = {}): void {
     const record = this.store.get(name);
     if (!record) return;
-    this.save({ ...record, ...change }, event, detail);
+    this.store.save({ ...record, ...change }, event, detail);
   }
 
-  consoleTail(name: string, bytes = 4096): string {
-    return consoleTail(this.runDir, name, bytes);
+  consoleTail(name: string): string {
+    return this.runtime.consoleTail(name, CONSOLE_TAIL_BYTES);
   }
 
-  private save(record: Omit<WorkloadRecord, 'updatedAt'>, event: string, detail?: Record<string, unknown>): void {
-    const saved = this.store.save(record, event, detail);
-    this.emit('changed', saved);
-  }
-
+  /** Ends every guest and closes the database; the records stay `running`, so the agent starts them again when it comes back. */
   async stopAll(): Promise<void> {
     for (const timer of this.restartTimers.values()) clearTimeout(timer);
     await Promise.all(
       [...this.running.entries()].map(async ([name, running]) => {
         running.stopping = true;
-        await running.process.quit().catch(() => undefined);
+        await running.guest.quit().catch(() => undefined);
         this.running.delete(name);
-        // Left `running` in the store: the agent starts it again when it comes back.
         this.log.info({ workload: name }, 'workload stopped with the agent');
       }),
     );

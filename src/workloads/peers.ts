@@ -1,14 +1,17 @@
 /**
  * The channel between two agents that move workloads: HTTPS with client certificates, where each
  * side knows the other only by the SHA-256 fingerprint of its self-signed certificate (no CA, no
- * shared secret). It carries JSON requests, streamed downloads (artifacts), and raw byte streams
- * through an HTTP Upgrade (QEMU's migration stream).
+ * shared secret). It carries JSON requests and streamed downloads (artifacts), served by the one
+ * HTTP layer with the peer as the routes' context, and raw byte streams through an HTTP Upgrade
+ * (QEMU's migration stream).
  */
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { pipeline, Transform, type Duplex } from 'node:stream';
+import { Transform, type Duplex } from 'node:stream';
 import { connect, type TLSSocket } from 'node:tls';
+import { AgentError } from '../errors.js';
+import { Router, sendError, type ErrorBody, type Route } from '../http/router.js';
 import type { Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
 import { fingerprintOf, type PeerIdentity } from './identity.js';
@@ -31,14 +34,15 @@ export class PeerError extends Error {
   }
 }
 
-export type PeerHandler = (request: { peer: PeerConfig; method: string; path: string; body: unknown }) => Promise<{
-  status: number;
-  body?: unknown;
-  /** Sent as is (a file, say) instead of `body`. */
-  stream?: NodeJS.ReadableStream;
-  /** The stream's length in bytes, when known: the receiver's progress then has a total. */
-  size?: number;
-}>;
+/** The configured peer called `name`, or a 404 naming those there are. */
+export function configuredPeer(peers: readonly PeerConfig[], name: string): PeerConfig {
+  const peer = peers.find((p) => p.name === name);
+  if (!peer) throw new AgentError(404, `no peer ${name} (configured: ${peers.map((p) => p.name).join(', ') || 'none'})`);
+  return peer;
+}
+
+/** A route of the peer API: its context is the peer that asks, identified by its certificate. */
+export type PeerRoute = Route<PeerConfig>;
 
 /** Takes over a peer's connection after the Upgrade; the socket is the handler's to use and close. */
 export type PeerStreamHandler = (request: { peer: PeerConfig; path: string }, socket: Duplex) => void;
@@ -54,28 +58,33 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export class PeerServer {
   private readonly server: Server;
+  private readonly router: Router<PeerConfig>;
   /** Every connection, upgraded ones included (the HTTP server forgets those), for `stop`. */
   private readonly connections = new Set<Socket>();
 
   constructor(
     private readonly options: {
       identity: PeerIdentity;
-      peers: PeerConfig[];
+      peers: readonly PeerConfig[];
       host: string;
       port: number;
       log: Logger;
-      handle: PeerHandler;
+      routes: readonly PeerRoute[];
       stream: PeerStreamHandler;
     },
   ) {
+    this.router = new Router(options.routes, { maxBodyBytes: MAX_JSON_BYTES, log: options.log });
     // Peers' certificates are self-signed, so OpenSSL cannot verify them: each request is checked against the pins instead.
     this.server = createServer(
       { cert: options.identity.certPem, key: options.identity.keyPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3', handshakeTimeout: HANDSHAKE_TIMEOUT_MS },
-      (req, res) =>
-        this.onRequest(req, res).catch((error: Error) => {
-          options.log.error({ method: req.method, path: req.url, error: error.message }, 'answering a peer failed');
+      (req, res) => {
+        const peer = this.identify(req.socket as TLSSocket, `${req.method} ${req.url}`);
+        if (typeof peer === 'string') return sendError(res, 403, peer);
+        this.router.serve(req, res, peer).catch((error: Error) => {
+          options.log.error({ peer: peer.name, method: req.method, path: req.url, error: error.message }, 'answering a peer failed');
           res.destroy();
-        }),
+        });
+      },
     );
     this.server.on('connection', (socket: Socket) => {
       this.connections.add(socket);
@@ -87,17 +96,21 @@ export class PeerServer {
     this.server.on('error', (error) => options.log.error({ error: error.message }, 'peer server failed'));
   }
 
-  /** The port bound (`port` 0: an ephemeral one). */
-  start(): Promise<number> {
+  start(): Promise<void> {
     const { host, port } = this.options;
     return new Promise((resolve, reject) => {
       const fail = (error: Error) => reject(new PeerError(`cannot listen for peers on ${host}:${port}: ${error.message}`));
       this.server.once('error', fail);
       this.server.listen(port, host, () => {
         this.server.off('error', fail);
-        resolve((this.server.address() as AddressInfo).port);
+        resolve();
       });
     });
+  }
+
+  /** The port bound (`port` 0: an ephemeral one), once started. */
+  get port(): number {
+    return (this.server.address() as AddressInfo | null)?.port ?? this.options.port;
   }
 
   /** Stops listening and cuts every connection, transfers and streams included. */
@@ -108,36 +121,10 @@ export class PeerServer {
     await closed;
   }
 
-  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
-    const peer = this.identify(req.socket as TLSSocket, `${method} ${path}`);
-    if (typeof peer === 'string') return sendJson(res, 403, { error: peer });
-    let body: unknown;
-    try {
-      const text = (await readBody(req, MAX_JSON_BYTES)).toString('utf8');
-      body = text === '' ? undefined : JSON.parse(text);
-    } catch (error) {
-      return sendJson(res, error instanceof BodyTooLarge ? 413 : 400, { error: `request body: ${(error as Error).message}` });
-    }
-    let answer: Awaited<ReturnType<PeerHandler>>;
-    try {
-      answer = await this.options.handle({ peer, method, path, body });
-    } catch (error) {
-      this.options.log.error({ peer: peer.name, method, path, error: (error as Error).message }, 'peer request failed');
-      return sendJson(res, 500, { error: (error as Error).message });
-    }
-    if (!answer.stream) return sendJson(res, answer.status, answer.body);
-    res.writeHead(answer.status, { 'Content-Type': 'application/octet-stream', ...(answer.size === undefined ? {} : { 'Content-Length': answer.size }) });
-    pipeline(answer.stream, res, (error) => {
-      if (error) this.options.log.warn({ peer: peer.name, path, error: error.message }, 'sending to a peer broke off');
-    });
-  }
-
   private onUpgrade(req: IncomingMessage, socket: TLSSocket, head: Buffer): void {
     const path = req.url ?? '/';
     const refuse = (status: number, reason: string, message: string) => {
-      const body = JSON.stringify({ error: message });
+      const body = JSON.stringify({ code: status, reason: message } satisfies ErrorBody);
       socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     };
     if (req.headers.upgrade?.toLowerCase() !== STREAM_PROTOCOL) {
@@ -309,9 +296,7 @@ export class PeerClient {
 /** What the peer answered: an HTTP response, or the switch to a raw stream with the bytes already read past the 101. */
 type Answer = { response: IncomingMessage } | { head: Buffer };
 
-class BodyTooLarge extends Error {}
-
-/** The whole body; past `limit` bytes a BodyTooLarge, the rest read and dropped so an answer can still be sent. */
+/** A peer's whole answer; past `limit` bytes an error, the rest read and dropped. */
 function readBody(stream: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -319,25 +304,19 @@ function readBody(stream: IncomingMessage, limit: number): Promise<Buffer> {
     stream.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size <= limit) chunks.push(chunk);
-      else reject(new BodyTooLarge(`larger than ${limit} bytes`));
+      else reject(new Error(`the answer is larger than ${limit} bytes`));
     });
     stream.on('end', () => resolve(Buffer.concat(chunks)));
     stream.on('error', reject);
   });
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = body === undefined ? '' : JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** A PeerError with the status and the peer's own message (`{error}`) or answer. */
+/** A PeerError with the status and the peer's own message (the `reason` of its error body) or answer. */
 function refusal(peer: PeerConfig, what: string, status: number, text: string): PeerError {
   let message = text.trim();
   try {
     const parsed: unknown = JSON.parse(text);
-    if (parsed && typeof parsed === 'object' && 'error' in parsed && typeof parsed.error === 'string') message = parsed.error;
+    if (parsed && typeof parsed === 'object' && 'reason' in parsed && typeof parsed.reason === 'string') message = parsed.reason;
   } catch {
     // Not JSON: the text is the message.
   }

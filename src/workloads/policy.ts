@@ -5,22 +5,8 @@
  * condition must hold for `holdMs` before anything moves, and the thresholds to leave and to come
  * back are apart: no flapping. With a poor link nothing moves, as a migration would crawl.
  */
+import type { Telemetry } from '../telemetry/index.js';
 import type { PolicyConfig } from './config.js';
-
-export interface Telemetry {
-  /** CPU load, percent of all cores. */
-  cpuLoad: number;
-  freeMemoryMiB: number;
-  /** Battery percent; absent on mains power. */
-  battery?: number;
-  charging?: boolean;
-  /** Hottest CPU sensor, °C. */
-  temperature?: number;
-  /** 0–100, from the WiFi manager or reported; absent on a wired link. */
-  linkQuality?: number;
-  /** Set by an operator or the robot itself: `mission`, `idle`, `charging`, … */
-  mode?: string;
-}
 
 export type Verdict = 'out' | 'back' | 'stay';
 

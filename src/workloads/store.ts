@@ -1,7 +1,5 @@
 /** Workloads in SQLite: what runs or ran here, where each came from and went, and its history. */
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { Database } from '../db/database.js';
 import type { WorkloadDefinition } from './config.js';
 
 export type WorkloadState = 'starting' | 'running' | 'paused' | 'stopped' | 'failed' | 'migrated' | 'incoming' | 'idle';
@@ -24,7 +22,9 @@ export interface HistoryEvent {
   detail?: Record<string, unknown>;
 }
 
-const SCHEMA = `
+/** Step 1 creates only what is missing: databases written before the migration steps keep working. */
+const STEPS = [
+  `
 CREATE TABLE IF NOT EXISTS workload (
   name TEXT PRIMARY KEY, definition TEXT NOT NULL, state TEXT NOT NULL, origin TEXT NOT NULL,
   moved_to TEXT, reason TEXT, updated_at TEXT NOT NULL
@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS workload_history (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL, at TEXT NOT NULL, event TEXT NOT NULL, detail TEXT
 );
 CREATE INDEX IF NOT EXISTS workload_history_name ON workload_history (name, id);
-`;
+`,
+];
 
 interface Row {
   name: string;
@@ -46,13 +47,17 @@ interface Row {
 }
 
 export class WorkloadStore {
-  private readonly db: Database.Database;
+  private readonly db: Database;
 
+  /** Opens (or creates) the database file: the workloads keep their own, apart from the twin's. */
   constructor(file: string) {
-    mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.exec(SCHEMA);
+    try {
+      this.db.migrate({ owner: 'workloads', steps: STEPS });
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
   }
 
   list(): WorkloadRecord[] {
@@ -72,7 +77,7 @@ export class WorkloadStore {
         .prepare('INSERT OR REPLACE INTO workload (name, definition, state, origin, moved_to, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(saved.name, JSON.stringify(saved.definition), saved.state, saved.origin, saved.movedTo ?? null, saved.reason ?? null, saved.updatedAt);
       this.db.prepare('INSERT INTO workload_history (name, at, event, detail) VALUES (?, ?, ?, ?)').run(saved.name, saved.updatedAt, event, detail ? JSON.stringify(detail) : null);
-    })();
+    });
     return saved;
   }
 

@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createLogger } from '../../../src/log.js';
-import { WpaWifiManager } from '../../../src/wifi/manager.js';
+import { WpaWifiManager } from '../../../src/wifi/wpa-supplicant.js';
 import { wifiConfig } from '../../../src/wifi/config.js';
 import { startScenario, writeResult } from '../scenario.js';
 import { AP_NAMESPACE, waitForWifi, WifiTestbed } from '../wifi-testbed.js';

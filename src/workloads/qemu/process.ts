@@ -5,60 +5,31 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { EventEmitter } from 'node:events';
-import { closeSync, constants, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { access, rename, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as v from 'valibot';
-import type { Logger } from '../log.js';
-import { qemuBinary, type Accel } from './accel.js';
+import type { Logger } from '../../log.js';
+import type { Exit, Guest, MigrationInfo } from '../runtime.js';
+import { qemuBinary } from './accel.js';
+import { consolePathOf, qemuArgs, qmpPathOf, type QemuOptions } from './args.js';
+import { CpuQuota } from './cpu-quota.js';
 import { QmpClient } from './qmp.js';
-import type { ArtifactPaths, ImageManifest } from './types.js';
 
 const QMP_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * How long a QEMU that failed to start is given to exit by itself: one that refuses its options
+ * exits at once, but QMP may see its socket close (EPIPE) before its exit is reaped.
+ */
+const EXIT_GRACE_MS = 2000;
 const SNAPSHOT_TIMEOUT_MS = 60_000;
 const MIGRATION_POLL_MS = 20;
 const DEFAULT_QUIT_TIMEOUT_MS = 5000;
 const STDERR_TAIL_CHARS = 4000;
 /** QEMU's default (32 MiB/s) protects a real link; a snapshot only goes to a local file. */
 const SNAPSHOT_BANDWIDTH_BYTES_PER_S = 8 << 30;
-/** sun_path is 108 bytes, NUL included. */
-const MAX_UNIX_SOCKET_PATH = 107;
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-export interface MigrationInfo {
-  status: string;
-  totalTimeMs?: number;
-  downtimeMs?: number;
-  setupTimeMs?: number;
-  transferredBytes?: number;
-  remainingBytes?: number;
-  totalBytes?: number;
-  error?: string;
-}
-
-export interface QemuOptions {
-  /** Names the files in runDir (`<id>.qmp`, `<id>.console`). */
-  id: string;
-  runDir: string;
-  manifest: ImageManifest;
-  artifacts: ArtifactPaths;
-  accel: Accel;
-  /** Guest RAM; the manifest's by default. */
-  memoryMiB?: number;
-  /** Guest vCPUs; the manifest's by default. */
-  cpus?: number;
-  /** CPU time the whole QEMU process may use, 100 = one host core (a cgroup cpu controller). */
-  cpuQuotaPercent?: number;
-  /** User-networking port forwards 127.0.0.1:host → guest (linux images). */
-  hostPorts?: Array<{ guest: number; host: number }>;
-  /** Wait for `migrateIncoming` instead of booting. */
-  incoming?: 'defer';
-  /** Start from a file written by `saveSnapshot` instead of booting. */
-  snapshot?: string;
-}
 
 const TERMINAL_MIGRATION_STATUSES = new Set(['completed', 'failed', 'cancelled']);
 
@@ -73,63 +44,6 @@ const MigrateInfoSchema = v.object({
 });
 const MigrateParametersSchema = v.object({ 'max-bandwidth': v.number() });
 
-/**
- * QEMU's arguments for these options. The device set depends on nothing but the image and the
- * caps, so that a migration target started with the same options (plus `incoming`) matches
- * its source; host ports are backend configuration and may differ between the two.
- */
-export function qemuArgs(options: QemuOptions): string[] {
-  checkOptions(options);
-  const { manifest, artifacts } = options;
-  const args = ['-name', options.id, '-nodefaults', '-no-user-config', '-display', 'none', '-accel', options.accel];
-  if (manifest.architecture === 'x86_64') args.push('-machine', 'pc');
-  else args.push('-machine', manifest.aarch64?.machine ?? 'virt', '-cpu', options.accel === 'kvm' ? (manifest.aarch64?.cpu ?? 'host') : 'max');
-  args.push('-m', String(options.memoryMiB ?? manifest.memoryMiB), '-smp', String(options.cpus ?? manifest.cpus));
-  // A guest that resets (a crash, a triple fault) ends QEMU, so the restart policy sees it instead of a silent reboot loop.
-  args.push('-no-reboot');
-  args.push('-serial', `file:${consolePathOf(options)}`, '-qmp', `unix:${qemuOptionValue(qmpPathOf(options))},server=on,wait=off`);
-  args.push('-kernel', artifacts.kernel!);
-  if (manifest.kind === 'linux') {
-    if (artifacts.initrd) args.push('-initrd', artifacts.initrd);
-    if (manifest.cmdline) args.push('-append', manifest.cmdline);
-    const forwards = (options.hostPorts ?? []).map(({ host, guest }) => `,hostfwd=tcp:127.0.0.1:${host}-:${guest}`).join('');
-    args.push('-netdev', `user,id=n0${forwards}`, '-device', 'virtio-net-pci,netdev=n0');
-  }
-  // snapshot=on: the image's disk stays as its digest says; the guest writes to a throwaway overlay.
-  if (artifacts.disk) args.push('-drive', `file=${qemuOptionValue(artifacts.disk)},if=virtio,format=raw,snapshot=on`);
-  if (options.incoming) args.push('-incoming', 'defer');
-  // The snapshot file is handed to QEMU already open, as its fd 3 (see QemuProcess.start).
-  if (options.snapshot) args.push('-incoming', 'fd:3');
-  return args;
-}
-
-function checkOptions(options: QemuOptions): void {
-  const { manifest, artifacts } = options;
-  const problems: string[] = [];
-  if (!SAFE_ID.test(options.id)) problems.push(`id ${JSON.stringify(options.id)} must be 1-64 letters, digits, '.', '_' or '-'`);
-  if (qmpPathOf(options).length > MAX_UNIX_SOCKET_PATH) problems.push(`runDir ${options.runDir} is too long for a unix socket path`);
-  for (const [name, value] of [['memoryMiB', options.memoryMiB ?? manifest.memoryMiB], ['cpus', options.cpus ?? manifest.cpus]] as const) {
-    if (!Number.isInteger(value) || value < 1) problems.push(`${name} must be a positive integer, not ${value}`);
-  }
-  if (options.cpuQuotaPercent !== undefined && !(options.cpuQuotaPercent >= 1)) problems.push(`cpuQuotaPercent must be at least 1, not ${options.cpuQuotaPercent}`);
-  if (!artifacts.kernel) problems.push('the image has no kernel artifact');
-  if (manifest.kind === 'linux' && !artifacts.initrd && !artifacts.disk) problems.push('a linux image needs an initrd or a disk artifact');
-  if (manifest.kind !== 'linux' && options.hostPorts?.length) problems.push(`a ${manifest.kind} image has no network device to forward host ports to`);
-  for (const { host, guest } of options.hostPorts ?? []) {
-    if (![host, guest].every((port) => Number.isInteger(port) && port >= 1 && port <= 65535)) problems.push(`port forward ${host} → ${guest} is not a pair of TCP ports`);
-  }
-  if (options.incoming && options.snapshot) problems.push('incoming and snapshot exclude each other');
-  if (problems.length > 0) throw new Error(`cannot run ${options.id} (${manifest.name}): ${problems.join('; ')}`);
-}
-
-/** QEMU splits `key=value,…` options at commas; a comma inside a value is written twice. */
-function qemuOptionValue(value: string): string {
-  return value.replaceAll(',', ',,');
-}
-
-const consolePathOf = (options: Pick<QemuOptions, 'runDir' | 'id'>) => join(options.runDir, `${options.id}.console`);
-const qmpPathOf = (options: QemuOptions) => join(options.runDir, `${options.id}.qmp`);
-
 function migrationInfo(answer: v.InferOutput<typeof MigrateInfoSchema>): MigrationInfo {
   return {
     status: answer.status ?? 'none',
@@ -143,25 +57,31 @@ function migrationInfo(answer: v.InferOutput<typeof MigrateInfoSchema>): Migrati
   };
 }
 
-export class QemuProcess extends EventEmitter<{ exit: [code: number | null, signal: NodeJS.Signals | null] }> {
+const exitReason = ({ code, signal }: Exit) => `QEMU exited (${signal ?? `code ${code}`})`;
+
+export class QemuProcess implements Guest {
   readonly pid: number;
   readonly consolePath: string;
-  readonly exited: Promise<number | null>;
 
   private constructor(
     private readonly child: ChildProcess,
+    /** The QEMU runtime's own handle on the guest: nothing outside it reaches past the Guest contract. */
     readonly qmp: QmpClient,
     private readonly options: QemuOptions,
-    ended: Promise<Ending>,
+    readonly exited: Promise<Exit>,
   ) {
-    super();
     this.pid = child.pid!;
     this.consolePath = consolePathOf(options);
-    this.exited = ended.then(({ code }) => code);
-    void ended.then(({ code, signal }) => this.emit('exit', code, signal));
   }
 
-  /** Spawns QEMU and resolves once QMP answers (and, from a snapshot, once the guest runs again); on any failure no QEMU is left. */
+  get accel(): string {
+    return this.options.accel;
+  }
+
+  /**
+   * Spawns QEMU and resolves once QMP answers (and, from a snapshot, once the guest runs again);
+   * on any failure no QEMU is left, and when QEMU ended by itself its exit and stderr are the reason.
+   */
   static async start(options: QemuOptions, log: Logger): Promise<QemuProcess> {
     const args = qemuArgs(options);
     await checkReadable(options);
@@ -187,9 +107,12 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
       log.info({ pid: child.pid, accel: options.accel, from: options.snapshot ? 'snapshot' : options.incoming ? 'incoming migration' : 'boot', startMs: Math.round(performance.now() - started) }, 'QEMU started');
       return qemu;
     } catch (error) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      const exit = await exitWithin(run.ended, EXIT_GRACE_MS);
+      const ownExit = exit && (exit.code !== null || exit.signal !== null) ? exit : undefined;
+      if (!exit) child.kill('SIGKILL');
       await run.ended;
-      throw new Error(`QEMU for ${options.id} (${options.manifest.name}) did not start: ${(error as Error).message}${run.stderrTail() ? `\n${run.stderrTail()}` : ''}`);
+      const reason = ownExit ? exitReason(ownExit) : (error as Error).message;
+      throw new Error(`QEMU for ${options.id} (${options.manifest.name}) did not start: ${reason}${run.stderrTail() ? `\n${run.stderrTail()}` : ''}`);
     }
   }
 
@@ -227,8 +150,12 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
     clearTimeout(timer);
   }
 
+  async capMigrationBandwidth(bytesPerSecond: number): Promise<void> {
+    await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(bytesPerSecond) });
+  }
+
   /** Starts a live migration to `uri` (QEMU's syntax: `tcp:host:port`, `unix:path`); returns at once. */
-  async migrate(uri: string): Promise<void> {
+  async migrateOut(uri: string): Promise<void> {
     await this.qmp.execute('migrate', { uri });
   }
 
@@ -242,7 +169,7 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
   }
 
   /** Polls until the migration completed, failed or was cancelled, and says which; rejects only if it is still going after `timeoutMs`. */
-  async waitMigration(timeoutMs: number, onProgress?: (info: MigrationInfo) => void): Promise<MigrationInfo> {
+  async awaitMigration(timeoutMs: number, onProgress?: (info: MigrationInfo) => void): Promise<MigrationInfo> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const info = await this.queryMigrate();
@@ -253,25 +180,21 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
     }
   }
 
-  async cancelMigration(): Promise<void> {
-    await this.qmp.execute('migrate_cancel');
-  }
-
   /**
    * Writes the whole VM state to `file`, which `snapshot` starts from later. The guest is paused
    * first and stays paused: the caller quits QEMU or resumes it. QEMU migrates into a unix socket
    * of ours rather than `exec:` a shell (7.2 has no `file:` migration).
    */
-  async saveSnapshot(file: string): Promise<MigrationInfo> {
+  async snapshot(file: string): Promise<MigrationInfo> {
     const socketPath = join(this.options.runDir, `${this.options.id}.snapshot.sock`);
     const partial = `${file}.part`;
     const { 'max-bandwidth': bandwidth } = await this.qmp.query('query-migrate-parameters', MigrateParametersSchema);
     const receiver = await receiveOne(socketPath, partial);
     try {
       await this.pause();
-      await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': SNAPSHOT_BANDWIDTH_BYTES_PER_S });
-      await this.migrate(`unix:${socketPath}`);
-      const info = await this.waitMigration(SNAPSHOT_TIMEOUT_MS);
+      await this.capMigrationBandwidth(SNAPSHOT_BANDWIDTH_BYTES_PER_S);
+      await this.migrateOut(`unix:${socketPath}`);
+      const info = await this.awaitMigration(SNAPSHOT_TIMEOUT_MS);
       if (info.status !== 'completed') throw new Error(`snapshot of ${this.options.id} ${info.status}${info.error ? `: ${info.error}` : ''}`);
       await receiver.written;
       await rename(partial, file);
@@ -283,7 +206,7 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
       throw error;
     } finally {
       receiver.close();
-      await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': bandwidth }).catch(() => undefined);
+      await this.capMigrationBandwidth(bandwidth).catch(() => undefined);
     }
   }
 
@@ -294,7 +217,7 @@ export class QemuProcess extends EventEmitter<{ exit: [code: number | null, sign
 }
 
 /** The console of workload `id` in `runDir`, running or not: its last `bytes`, or '' if it never had one. */
-export function consoleTail(runDir: string, id: string, bytes = 4096): string {
+export function consoleTail(runDir: string, id: string, bytes: number): string {
   return fileTail(consolePathOf({ runDir, id }), bytes);
 }
 
@@ -325,14 +248,20 @@ async function checkReadable(options: QemuOptions): Promise<void> {
   }
 }
 
-interface Ending {
-  code: number | null;
-  signal: NodeJS.Signals | null;
+/** `ended`'s value if it settles within `ms`, else undefined. */
+async function exitWithin(ended: Promise<Exit>, ms: number): Promise<Exit | undefined> {
+  const grace = new AbortController();
+  const timeUp = sleep(ms, undefined, { signal: grace.signal }).catch(() => undefined);
+  try {
+    return await Promise.race([ended, timeUp]);
+  } finally {
+    grace.abort();
+  }
 }
 
 interface ProcessWatch {
-  /** Resolves once QEMU is gone and cleaned up after. */
-  ended: Promise<Ending>;
+  /** Resolves once QEMU is gone, everything it wrote read, and cleaned up after; code and signal null when it never ran. */
+  ended: Promise<Exit>;
   /** Rejects when QEMU ends: raced against each step of starting it. */
   failed: Promise<never>;
   abort: AbortController;
@@ -352,22 +281,26 @@ function watchProcess(child: ChildProcess, binary: string, options: QemuOptions,
   child.stderr!.on('data', onOutput);
   const abort = new AbortController();
   const watch: ProcessWatch = { ended: undefined!, failed: undefined!, abort, stderrTail: () => stderr.trim() };
+  // 'close', not 'exit': it comes once QEMU's output is read to the end, so its last words are in the tail.
   watch.ended = new Promise((resolve) => {
-    const gone = (code: number | null, signal: NodeJS.Signals | null) => {
+    let gone = false;
+    const end = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (gone) return;
+      gone = true;
       abort.abort();
       rmSync(qmpPathOf(options), { force: true });
       if (watch.cgroup) cpuQuota!.release(watch.cgroup, log);
       log.info({ pid: child.pid, code, signal }, 'QEMU exited');
       resolve({ code, signal });
     };
-    child.once('exit', gone);
-    child.once('error', () => gone(null, null));
+    child.once('close', end);
+    child.once('error', () => end(null, null));
   });
   watch.failed = new Promise((_, reject) => {
     child.once('error', (error: NodeJS.ErrnoException) =>
       reject(new Error(error.code === 'ENOENT' ? `${binary} is not installed` : `cannot run ${binary}: ${error.message}`)),
     );
-    child.once('exit', (code, signal) => reject(new Error(`QEMU exited (${signal ?? `code ${code}`})`)));
+    child.once('close', (code, signal) => reject(new Error(exitReason({ code, signal }))));
   });
   watch.failed.catch(() => undefined);
   return watch;
@@ -397,65 +330,3 @@ async function receiveOne(socketPath: string, file: string): Promise<{ written: 
     },
   };
 }
-
-/**
- * A CPU cap on whole processes through the kernel's cgroup cpu controller: cgroup v2 (`cpu.max`)
- * when the unified hierarchy has it, else v1 (`cpu.cfs_quota_us`). Each process gets its own
- * group under `edge-agent/`, made after the process exists and removed once it has ended.
- */
-class CpuQuota {
-  private static readonly PERIOD_US = 100_000;
-
-  private constructor(
-    private readonly parent: string,
-    private readonly version: 1 | 2,
-  ) {}
-
-  static forHost(): CpuQuota {
-    const root = '/sys/fs/cgroup';
-    const controllers = existsSync(join(root, 'cgroup.controllers')) ? readFileSync(join(root, 'cgroup.controllers'), 'utf8').split(/\s+/) : [];
-    const quota = controllers.includes('cpu')
-      ? new CpuQuota(join(root, 'edge-agent'), 2)
-      : existsSync(join(root, 'cpu', 'cpu.cfs_quota_us'))
-        ? new CpuQuota(join(root, 'cpu', 'edge-agent'), 1)
-        : undefined;
-    if (!quota) throw new Error('cpuQuotaPercent needs the cgroup cpu controller (cgroup v2 at /sys/fs/cgroup, or v1 at /sys/fs/cgroup/cpu), and this host has neither');
-    try {
-      mkdirSync(quota.parent, { recursive: true });
-      // v2 hands a controller down only where every level above enables it for its children.
-      if (quota.version === 2) for (const dir of [root, quota.parent]) writeFileSync(join(dir, 'cgroup.subtree_control'), '+cpu');
-    } catch (error) {
-      throw new Error(`cpuQuotaPercent: cannot set up cgroup ${quota.parent}: ${(error as Error).message}`);
-    }
-    return quota;
-  }
-
-  /** Puts `pid` (all its threads) in a new group `name` limited to `percent` of one core; returns the group's path. */
-  confine(name: string, pid: number, percent: number): string {
-    const dir = join(this.parent, name);
-    mkdirSync(dir);
-    const quotaUs = Math.round((percent / 100) * CpuQuota.PERIOD_US);
-    try {
-      if (this.version === 2) {
-        writeFileSync(join(dir, 'cpu.max'), `${quotaUs} ${CpuQuota.PERIOD_US}`);
-      } else {
-        writeFileSync(join(dir, 'cpu.cfs_period_us'), String(CpuQuota.PERIOD_US));
-        writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quotaUs));
-      }
-      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
-    } catch (error) {
-      rmdirSync(dir);
-      throw new Error(`cpuQuotaPercent: cannot confine QEMU in cgroup ${dir}: ${(error as Error).message}`);
-    }
-    return dir;
-  }
-
-  release(dir: string, log: Logger): void {
-    try {
-      rmdirSync(dir);
-    } catch (error) {
-      log.warn({ cgroup: dir, err: (error as Error).message }, 'cannot remove the cgroup of an ended QEMU');
-    }
-  }
-}
-

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import * as v from 'valibot';
-import { parseWith } from '../schema.js';
+import { parseWith } from '../../schema.js';
 
 const CONNECT_RETRY_MS = 20;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;

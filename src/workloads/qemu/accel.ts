@@ -13,11 +13,11 @@ import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as v from 'valibot';
-import type { Logger } from '../log.js';
-import { parseWith } from '../schema.js';
-import { withTimeout } from '../timeout.js';
+import type { Logger } from '../../log.js';
+import { parseWith } from '../../schema.js';
+import { withTimeout } from '../../timeout.js';
 import { QmpClient } from './qmp.js';
-import type { Architecture } from './types.js';
+import type { Architecture } from '../types.js';
 
 export type Accel = 'kvm' | 'tcg';
 

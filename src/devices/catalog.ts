@@ -1,0 +1,186 @@
+/**
+ * The device catalog: what this agent serves, from its sources (the profile paths, and object
+ * sources such as the cloud's stored Devices), reloaded through one serialized queue: load →
+ * validate → bring the twin in line → seed desired values → announce `changed` to the modules
+ * that serve devices (the mapper host, the KubeEdge bus).
+ */
+import type { Logger } from '../log.js';
+import { MODULE, type Module, type Remove } from '../module.js';
+import type { Origin, Twins } from '../twin/twins.js';
+import type { DeviceRecord } from '../twin/types.js';
+import { formatError, loadCatalog, type Catalog, type StoredObject } from './load.js';
+import type { Device, DeviceModel, PropertyType } from './model.js';
+
+export interface CatalogChange {
+  /** The devices this node serves, after the change. */
+  devices: Device[];
+  models: Map<string, DeviceModel>;
+  /** Devices this node gained and lost. */
+  added: DeviceRecord[];
+  removed: DeviceRecord[];
+}
+
+export type CatalogListener = (change: CatalogChange) => Promise<void> | void;
+
+/** Objects held outside the profile files. Their desired values are the source's to set: a change is applied, not only seeded. */
+export interface ObjectSource {
+  name: string;
+  origin: Origin;
+  list(): Array<{ id: string; object: unknown }>;
+}
+
+export interface CatalogDeps {
+  profiles: readonly string[];
+  node: string;
+  twins: Twins;
+  log: Logger;
+}
+
+/** Twin type names as EdgeCore's ValidateValue knows them. */
+function twinType(type: PropertyType): string {
+  switch (type) {
+    case 'int':
+      return 'int';
+    case 'float':
+    case 'double':
+      return 'float';
+    case 'boolean':
+      return 'boolean';
+    default:
+      return 'string';
+  }
+}
+
+/** Like EdgeCore, the agent serves the devices bound to its node, and those bound to none. */
+function isManaged(nodeName: string | undefined, node: string): boolean {
+  return !nodeName || nodeName === node;
+}
+
+export class DeviceCatalog implements Module {
+  readonly name = MODULE.catalog;
+  private catalog: Catalog = loadCatalog([]);
+  private readonly sources = new Map<string, ObjectSource>();
+  private readonly listeners = new Set<CatalogListener>();
+  /** One reload at a time, in the order asked for. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: CatalogDeps) {}
+
+  async start(): Promise<void> {
+    await this.reload('start');
+  }
+
+  async stop(): Promise<void> {
+    await this.queue;
+  }
+
+  /** The manifests as last loaded. */
+  get current(): Catalog {
+    return this.catalog;
+  }
+
+  /** The devices this node serves now. */
+  managed(): Device[] {
+    return [...this.catalog.devices.values()].filter((d) => isManaged(d.nodeName, this.deps.node));
+  }
+
+  /** Whether a device's state (without `property`) or a twin property goes to the cloud: devices the cloud sent (source `cloud`), unless the visitor says `reportToCloud: false`. */
+  reportsToCloud(id: string, property?: string): boolean {
+    const device = this.catalog.devices.get(id);
+    if (device?.source.file !== `${MODULE.cloud}:${id}`) return false;
+    return property === undefined || device.properties.find((p) => p.name === property)?.reportToCloud !== false;
+  }
+
+  addSource(source: ObjectSource): Remove {
+    this.sources.set(source.name, source);
+    return () => this.sources.delete(source.name);
+  }
+
+  onChanged(listener: CatalogListener): Remove {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Loads the sources again and applies the difference; rejects when it could not be applied. */
+  reload(why: string): Promise<void> {
+    const next = this.queue.then(() => this.apply(why));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async apply(why: string): Promise<void> {
+    const { log, twins } = this.deps;
+    const before = this.catalog;
+    const objects: StoredObject[] = [...this.sources.values()].flatMap((source) => source.list().map((o) => ({ ...o, source: source.name })));
+    const next = loadCatalog(this.deps.profiles, objects);
+    for (const error of next.errors) log.error({ manifest: error.file, document: error.index, path: error.path }, `invalid manifest: ${formatError(error)}`);
+    for (const note of next.notes) log.info({ manifest: note.file, document: note.index }, note.note);
+    this.catalog = next;
+    const { added, removed } = this.syncTwins(next);
+    await twins.flushed();
+    this.seedChangedDesired(before, next);
+    const change: CatalogChange = { devices: this.managed(), models: next.models, added, removed };
+    for (const listener of this.listeners) {
+      try {
+        await listener(change);
+      } catch (error) {
+        log.error({ err: error }, 'a catalog listener failed');
+      }
+    }
+    if (why !== 'start') log.info({ why, added: added.map((d) => d.id), removed: removed.map((d) => d.id) }, 'devices updated');
+  }
+
+  /** New devices and twins are created (seeded with the manifest's values), vanished ones removed. */
+  private syncTwins(catalog: Catalog): { added: DeviceRecord[]; removed: DeviceRecord[] } {
+    const { twins, node } = this.deps;
+    const before = new Set(twins.list().filter((d) => d.managed).map((d) => d.id));
+    const added: DeviceRecord[] = [];
+    const removed: DeviceRecord[] = [];
+    for (const device of catalog.devices.values()) {
+      const model = catalog.models.get(device.modelId)!;
+      const desired = new Map(device.properties.map((p) => [p.name, p.desired?.value]));
+      const seeds = Object.fromEntries(
+        model.properties.map((p) => [p.name, { type: twinType(p.type), desired: desired.get(p.name) ?? undefined, reported: device.reported[p.name]?.value }]),
+      );
+      const record = twins.upsertDevice({
+        id: device.id,
+        namespace: device.namespace,
+        name: device.name,
+        description: device.description,
+        managed: isManaged(device.nodeName, node),
+        twins: seeds,
+      });
+      if (record.managed && !before.has(record.id)) added.push(record);
+      if (!record.managed && before.has(record.id)) removed.push(record);
+    }
+    for (const record of twins.list()) {
+      if (catalog.devices.has(record.id)) continue;
+      twins.removeDevice(record.id);
+      if (before.has(record.id)) removed.push(record);
+    }
+    return { added, removed };
+  }
+
+  /**
+   * A device an object source changed gets the desired values the source changed, with the
+   * source as their origin. A profile file only seeds new twins: its desired values are
+   * defaults, and a value set since (API, MQTT) is kept.
+   */
+  private seedChangedDesired(before: Catalog, after: Catalog): void {
+    for (const source of this.sources.values()) {
+      for (const device of after.devices.values()) {
+        if (device.source.file !== `${source.name}:${device.id}`) continue;
+        const previous = before.devices.get(device.id);
+        if (!previous) continue;
+        const old = new Map(previous.properties.map((p) => [p.name, p.desired?.value]));
+        const changed = Object.fromEntries(device.properties.flatMap((p) => (p.desired && p.desired.value !== old.get(p.name) ? [[p.name, p.desired.value]] : [])));
+        if (Object.keys(changed).length === 0) continue;
+        try {
+          this.deps.twins.desire(device.id, changed, source.origin);
+        } catch (error) {
+          this.deps.log.warn({ device: device.id, source: source.name, err: (error as Error).message }, 'desired values refused');
+        }
+      }
+    }
+  }
+}

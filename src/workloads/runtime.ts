@@ -1,0 +1,73 @@
+/**
+ * The runtime contract: what the manager, migrations and on-demand starts need from whatever runs
+ * a workload's guest (QEMU today, qemu/). A guest's whole state travels as one stream: out to a
+ * peer, in from one, or into a snapshot file it starts from later.
+ */
+import type { ArtifactPaths, ImageManifest } from './types.js';
+
+/** What a guest is started from: its image and the caps its definition sets. */
+export interface GuestSpec {
+  /** The workload's name: it names the guest's files and log lines. */
+  name: string;
+  manifest: ImageManifest;
+  artifacts: ArtifactPaths;
+  /** Guest RAM and vCPUs; the manifest's by default. */
+  memoryMiB?: number;
+  cpus?: number;
+  /** CPU time the whole guest may use, 100 = one host core. */
+  cpuQuotaPercent?: number;
+  /** Guest ports published on 127.0.0.1. */
+  hostPorts: Array<{ guest: number; host: number }>;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** How far a stream of the guest's state (a migration, a snapshot) got. */
+export interface MigrationInfo {
+  /** `active`, `completed`, `failed`, `cancelled`, … */
+  status: string;
+  totalTimeMs?: number;
+  downtimeMs?: number;
+  setupTimeMs?: number;
+  transferredBytes?: number;
+  remainingBytes?: number;
+  totalBytes?: number;
+  error?: string;
+}
+
+export interface Runtime {
+  /** Boots the guest, or starts it from a file `snapshot` wrote; resolves once it runs, and leaves nothing behind when it fails. */
+  start(spec: GuestSpec, snapshot?: string): Promise<Guest>;
+  /** Starts the guest waiting for a migration stream on `uri` instead of booting: the target of a migration. */
+  incoming(spec: GuestSpec, uri: string): Promise<Guest>;
+  /** Ends the guests a killed agent left (they outlive it), so what ran starts again under control instead of twice. */
+  reclaim(): void;
+  /** The end of what workload `name`'s guest wrote to its console, running or not; '' if it never had one. */
+  consoleTail(name: string, bytes: number): string;
+}
+
+export interface Guest {
+  readonly pid: number;
+  /** How it runs (`kvm`, `tcg`): shown with the workload. */
+  readonly accel: string;
+  /** Resolves once its process is gone, however it ended. */
+  readonly exited: Promise<Exit>;
+  /** Its run state: `running`, `paused`, `postmigrate` (its state went elsewhere), … */
+  status(): Promise<string>;
+  /** Stops its vCPUs; memory and devices stay. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Ends it, forcibly after `timeoutMs`; resolves once it is gone. */
+  quit(timeoutMs?: number): Promise<void>;
+  /** Caps what an outgoing migration may take of the link. */
+  capMigrationBandwidth(bytesPerSecond: number): Promise<void>;
+  /** Starts sending its state to `uri` (`unix:<path>`, `tcp:<host>:<port>`) and returns; the guest runs on meanwhile. */
+  migrateOut(uri: string): Promise<void>;
+  /** Until the outgoing migration completed, failed or was cancelled, saying which; rejects only if it still goes after `timeoutMs`. */
+  awaitMigration(timeoutMs: number, onProgress?: (info: MigrationInfo) => void): Promise<MigrationInfo>;
+  /** Writes its whole state to `file`, which `start` starts from later; the guest is left paused. */
+  snapshot(file: string): Promise<MigrationInfo>;
+}
