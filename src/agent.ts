@@ -18,6 +18,7 @@ import { DeviceCatalog } from './devices/catalog.js';
 import { startModules } from './lifecycle.js';
 import type { Logger } from './log.js';
 import { MapperHost } from './mapperhost/host.js';
+import { validateVisitors } from './mapperhost/validate.js';
 import type { Module } from './module.js';
 import { TelemetryModule } from './telemetry/index.js';
 import { twinRoutes } from './twin/routes.js';
@@ -46,7 +47,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const started = performance.now();
   const db = new Database(join(config.dataDir, 'twin.db'));
   const twins = new Twins(new TwinStore(db, config.twin.historySize), (error) => log.error({ err: error }, 'twin listener failed'));
-  const catalog = new DeviceCatalog({ profiles: config.profiles, node: config.node, twins, log });
+  const catalog = new DeviceCatalog({ profiles: config.profiles, node: config.node, twins, validate: (loaded) => validateVisitors(loaded, builtinMappers), log });
   // The mqtt client is loaded only for an external broker: on a 1 GB gateway every MB counts.
   const bus: Bus = config.mqtt.url
     ? new (await import('./bus/external.js')).ExternalBus(config.mqtt.url, `edge-agent-${config.node}`, log)

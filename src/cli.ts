@@ -7,6 +7,7 @@
 import type { CloudStatus } from './cloud/edgehub.js';
 import type { DeviceSummary, TwinView } from './twin/routes.js';
 import type { WifiReport } from './wifi/wifi.js';
+import type { WorkloadList } from './workloads/index.js';
 import { parseArgs } from 'node:util';
 import { ApiClient, ApiClientError } from './api/client.js';
 import { resolveConfig } from './config.js';
@@ -205,17 +206,6 @@ async function cloud(values: Values): Promise<void> {
   console.log(`reports queued: ${outbox.queued} (${outbox.bytes} bytes), in flight ${outbox.inFlight}, dropped ${outbox.dropped}, coalesced ${outbox.coalesced}`);
 }
 
-interface WorkloadRow {
-  name: string;
-  state: string;
-  definition: { image: string };
-  origin: string;
-  movedTo?: string;
-  pid?: number;
-  accel?: string;
-  reason?: string;
-}
-
 async function workloadsCommand(values: Values, [action = 'list', name, peer]: string[]): Promise<void> {
   const api = client(values);
   const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
@@ -225,7 +215,7 @@ async function workloadsCommand(values: Values, [action = 'list', name, peer]: s
   };
   switch (action) {
     case 'list': {
-      const { workloads } = await api.request<{ workloads: WorkloadRow[] }>('GET', '/api/v1/workloads');
+      const { workloads } = await api.request<WorkloadList>('GET', '/api/v1/workloads');
       if (values.json) return print(workloads);
       const rows = workloads.map((w) => [w.name, w.state, w.definition.image, w.origin, w.movedTo ?? (w.pid ? 'here' : '-'), w.pid ? `${w.pid} (${w.accel})` : '-', w.reason ?? '']);
       return console.log(table([['WORKLOAD', 'STATE', 'IMAGE', 'ORIGIN', 'WHERE', 'QEMU', 'REASON'], ...rows]));

@@ -3,18 +3,29 @@
  * and ATC advertisements, and an agent on a host without Bluetooth (this one). The radio itself
  * is exercised in the VM (ble.test.ts).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeAtc, decodeBthome, measurementOf } from '../mappers/ble/advertisement.js';
 import { convertRead, decodeValue, encodeValue } from '../mappers/ble/codec.js';
-import { normalizeUuid, parseProtocol, parseVisitor, type GattVisitor } from '../mappers/ble/config.js';
+import { normalizeUuid, parseVisitor, protocolSchema, type GattVisitor } from '../mappers/ble/config.js';
+import { bleMapper } from '../mappers/ble/index.js';
 import { loadCatalog } from '../src/devices/load.js';
+import { describeIssues } from '../src/mapperhost/device-config.js';
+import { validateVisitors } from '../src/mapperhost/validate.js';
+import { parseWith } from '../src/schema.js';
 import { ROOT, startTestAgent, tempDir, type TestAgent } from './helpers/agent.js';
 import { waitFor } from './helpers/wait.js';
 
 const SAMPLES = join(ROOT, 'test/fixtures/kubeedge-samples');
-const gatt = (visitor: Record<string, unknown>) => parseVisitor('default/tag', 'p', visitor) as GattVisitor;
+/** What is wrong with a visitor, as the mapper's `validate` words it inside the visitor. */
+const visitorIssues = (visitor: Record<string, unknown>) => describeIssues(parseVisitor(visitor)!);
+function gatt(visitor: Record<string, unknown>): GattVisitor {
+  const parsed = parseVisitor(visitor);
+  if (!parsed?.ok) throw new Error(`not a visitor: ${JSON.stringify(visitorIssues(visitor))}`);
+  return parsed.value as GattVisitor;
+}
+const protocol = (config: Record<string, unknown>) => parseWith(protocolSchema, config);
 
 describe('bluetooth visitors and protocol', () => {
   it("reads KubeEdge's CC2650 sample, folding the converter and dataWrite its indentation left beside them", () => {
@@ -22,7 +33,8 @@ describe('bluetooth visitors and protocol', () => {
     expect(catalog.errors).toEqual([]);
     const device = [...catalog.devices.values()][0]!;
     expect(device.protocol.name).toBe('bluetooth');
-    expect(parseProtocol(device.id, device.protocol.config)).toEqual({ macAddress: 'bc:6a:29:ae:cc:96' });
+    expect(protocol(device.protocol.config)).toEqual({ ok: true, value: { macAddress: 'bc:6a:29:ae:cc:96' } });
+    expect(bleMapper.validate(device, catalog.models.get(device.modelId)!)).toEqual([]);
     const visitors = new Map(device.properties.map((p) => [p.name, p.visitor]));
     const temperature = gatt(visitors.get('temperature')!);
     expect(temperature.characteristicUUID).toBe('f000aa0104514000b000000000000000');
@@ -42,18 +54,23 @@ describe('bluetooth visitors and protocol', () => {
     expect(visitor.characteristicUUID).toBe('2a6e');
     expect(visitor.dataWrite).toEqual({ ON: Buffer.from([1]) });
     expect(visitor.dataConverter!.orderOfOperations).toEqual([{ operationType: 'Divide', operationValue: 100 }]);
-    expect(parseProtocol('d', { macAddress: 'A4:C1:38:00:00:01', adapter: 'hci1' })).toEqual({ macAddress: 'a4:c1:38:00:00:01', adapter: 1 });
+    expect(protocol({ macAddress: 'A4:C1:38:00:00:01', adapter: 'hci1' })).toEqual({ ok: true, value: { macAddress: 'a4:c1:38:00:00:01', adapter: 1 } });
   });
 
   it('names what is wrong with a bad visitor or protocol', () => {
-    expect(() => gatt({ characteristicUUID: 'xyz' })).toThrow('device default/tag property p bluetooth visitor: characteristicUUID: expected a 16-bit, 32-bit or 128-bit UUID');
-    expect(() => gatt({ characteristicUUID: '2a6e', dataConverter: { orderOfOperations: [{ operationType: 'Modulo', operationValue: 2 }] } })).toThrow('expected one of Add, Subtract, Multiply, Divide');
-    expect(() => gatt({ characteristicUUID: '2a6e', dataWrite: { ON: [256] } })).toThrow('dataWrite.ON');
-    expect(() => gatt({ characteristicUUID: '2a6e', subscribe: 'yes' })).toThrow('subscribe: expected boolean');
-    expect(() => parseVisitor('d', 'p', { register: 'x' })).toThrow('needs characteristicUUID (GATT) or advertisement and measurement');
-    expect(() => parseVisitor('d', 'p', { advertisement: 'eddystone', measurement: 'x' })).toThrow('expected one of bthome, atc');
-    expect(() => parseProtocol('d', {})).toThrow('needs macAddress (or localName)');
-    expect(() => parseProtocol('d', { macAddress: 'BC6A29AECC96' })).toThrow('macAddress: expected a MAC address');
+    expect(visitorIssues({ characteristicUUID: 'xyz' })).toEqual(['characteristicUUID: expected a 16-bit, 32-bit or 128-bit UUID']);
+    expect(visitorIssues({ characteristicUUID: '2a6e', dataConverter: { orderOfOperations: [{ operationType: 'Modulo', operationValue: 2 }] } })).toEqual([
+      'dataConverter.orderOfOperations.0.operationType: expected one of Add, Subtract, Multiply, Divide',
+    ]);
+    expect(visitorIssues({ characteristicUUID: '2a6e', dataWrite: { ON: [256] } })).toEqual([expect.stringMatching(/^dataWrite\.ON: /)]);
+    expect(visitorIssues({ characteristicUUID: '2a6e', subscribe: 'yes' })).toEqual([expect.stringMatching(/^subscribe: expected boolean/)]);
+    expect(visitorIssues({ register: 'x' })).toEqual(['needs characteristicUUID (GATT) or advertisement and measurement']);
+    expect(visitorIssues({ advertisement: 'eddystone', measurement: 'x' })).toEqual(['advertisement: expected one of bthome, atc']);
+    expect(visitorIssues({ advertisement: 'bthome', measurement: 'temprature' })).toEqual(['measurement: bthome has no measurement "temprature"']);
+    // A property without a visitor (listed in status.twins only) has nothing to read, and nothing wrong.
+    expect(parseVisitor({})).toBeUndefined();
+    expect(describeIssues(protocol({}))).toEqual(['needs macAddress (or localName) to find the device']);
+    expect(describeIssues(protocol({ macAddress: 'BC6A29AECC96' }))).toEqual([expect.stringMatching(/^macAddress: expected a MAC address/)]);
   });
 
   it('normalizes UUIDs the way noble names them', () => {
@@ -146,14 +163,15 @@ describe('advertisements', () => {
 
 describe('an agent on a host without Bluetooth', () => {
   let agent: TestAgent;
+  const dir = tempDir('ble-host-');
   beforeAll(async () => {
-    const dir = tempDir('ble-host-');
     mkdirSync(join(dir, 'profiles'));
     writeFileSync(join(dir, 'profiles/bad-visitor.yaml'), BAD_VISITOR);
     agent = await startTestAgent({ profiles: [join(ROOT, 'device-profiles/ble'), join(ROOT, 'device-profiles/demo'), join(dir, 'profiles')] });
   });
   afterAll(async () => {
     await agent?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
   const device = async (id: string): Promise<{ state: string; reason?: string }> => (await fetch(`${agent.apiUrl}/api/v1/devices/${id}`)).json() as Promise<{ state: string; reason?: string }>;
 
@@ -169,10 +187,16 @@ describe('an agent on a host without Bluetooth', () => {
 
   it('reports a bad visitor as the reason, before ever touching the radio', async () => {
     await waitFor('bad visitor unhealthy', async () => (await device('default/bad-ble')).state === 'unhealthy');
-    expect((await device('default/bad-ble')).reason).toBe('device default/bad-ble property temperature: bthome has no measurement "temprature"');
+    expect((await device('default/bad-ble')).reason).toBe(BAD_MEASUREMENT);
+  });
+
+  it('finds the same bad visitor when the manifests load, at its file, document and field', () => {
+    const catalog = loadCatalog([join(dir, 'profiles')]);
+    expect(validateVisitors(catalog, [bleMapper])).toEqual([{ file: join(dir, 'profiles/bad-visitor.yaml'), index: 1, path: 'spec.properties.0.visitors.configData.measurement', reason: 'bthome has no measurement "temprature"' }]);
   });
 });
 
+const BAD_MEASUREMENT = 'spec.properties.0.visitors.configData.measurement: bthome has no measurement "temprature"';
 const BAD_VISITOR = `
 apiVersion: devices.kubeedge.io/v1beta1
 kind: DeviceModel

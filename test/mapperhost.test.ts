@@ -1,9 +1,11 @@
 /**
  * The mapper host with the built-in virtual mapper on the demo profiles, observed through the
  * HTTP API: values are read and reported on their own, desired values are written to the
- * "device" and come back as reported values. Waits poll with a deadline.
+ * "device" and come back as reported values. Waits poll with a deadline. Also the host's pool of
+ * shared transports on its own, with transports that record their opening and closing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TransportPool } from '../src/mapperhost/transports.js';
 import { DEMO_PROFILES, startTestAgent, TEST_PROFILES, type TestAgent } from './helpers/agent.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
@@ -121,5 +123,81 @@ describe('mapper host with the virtual mapper (demo profiles)', () => {
     const remote = await device('default/remote-01');
     expect(remote).toMatchObject({ managed: false, state: 'unknown' });
     expect(remote.twin.temperature?.actual).toBeUndefined();
+  });
+});
+
+describe('the pool of shared transports', () => {
+  /** A pool whose transports are numbered as they are opened, and a log of what happened to them. */
+  function recorded() {
+    const pool = new TransportPool();
+    const events: string[] = [];
+    let opened = 0;
+    const acquire = (key: string) =>
+      pool.acquire(
+        key,
+        () => {
+          events.push(`open ${key}`);
+          return `${key}#${++opened}`;
+        },
+        async (transport) => void events.push(`close ${transport}`),
+      );
+    return { pool, events, acquire };
+  }
+
+  it('shares one transport among its users and closes it after the last one lets go', async () => {
+    const { events, acquire } = recorded();
+    const [first, second] = await Promise.all([acquire('modbus:tcp://a'), acquire('modbus:tcp://a')]);
+    const other = await acquire('modbus:tcp://b');
+    expect([first.transport, second.transport, other.transport]).toEqual(['modbus:tcp://a#1', 'modbus:tcp://a#1', 'modbus:tcp://b#2']);
+    await first.release();
+    // Twice from the same user counts once: the other user still has it.
+    await first.release();
+    expect(events).toEqual(['open modbus:tcp://a', 'open modbus:tcp://b']);
+    await second.release();
+    expect(events).toEqual(['open modbus:tcp://a', 'open modbus:tcp://b', 'close modbus:tcp://a#1']);
+    // The next user opens it again.
+    expect((await acquire('modbus:tcp://a')).transport).toBe('modbus:tcp://a#3');
+  });
+
+  it('does not keep a transport that failed to open: every waiting user gets the error, the next one tries again', async () => {
+    const pool = new TransportPool();
+    let attempts = 0;
+    const open = async () => {
+      attempts++;
+      if (attempts === 1) throw new Error('no such port');
+      return 'line';
+    };
+    const close = async () => undefined;
+    const failed = await Promise.allSettled([pool.acquire('modbus:rtu:///dev/x', open, close), pool.acquire('modbus:rtu:///dev/x', open, close)]);
+    expect(failed.map((r) => r.status === 'rejected' && (r.reason as Error).message)).toEqual(['no such port', 'no such port']);
+    expect((await pool.acquire('modbus:rtu:///dev/x', open, close)).transport).toBe('line');
+    expect(attempts).toBe(2);
+  });
+
+  it('closes every transport on closeAll, in use or not, and a later release closes nothing twice', async () => {
+    const { pool, events, acquire } = recorded();
+    const a = await acquire('mqtt:broker');
+    await acquire('bluetooth:hci0');
+    await pool.closeAll();
+    expect(events.filter((e) => e.startsWith('close')).sort()).toEqual(['close bluetooth:hci0#2', 'close mqtt:broker#1']);
+    await a.release();
+    expect(events.filter((e) => e.startsWith('close'))).toHaveLength(2);
+    // The pool serves again after closeAll (a host stopped and started again).
+    expect((await acquire('mqtt:broker')).transport).toBe('mqtt:broker#3');
+  });
+
+  it('opens a key again only once its old transport is closed (a serial port opens once)', async () => {
+    const pool = new TransportPool();
+    const events: string[] = [];
+    let finishClose!: () => void;
+    const first = await pool.acquire('modbus:rtu:///dev/ttyUSB0', () => 'old', () => new Promise<void>((resolve) => (finishClose = resolve)));
+    const releasing = first.release();
+    const reopening = pool.acquire('modbus:rtu:///dev/ttyUSB0', () => void events.push('opened new'), async () => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(events).toEqual([]);
+    events.push('old closed');
+    finishClose();
+    await Promise.all([releasing, reopening]);
+    expect(events).toEqual(['old closed', 'opened new']);
   });
 });

@@ -2,12 +2,18 @@
  * The modbus mapper (`mappers/modbus`, protocol `modbus`) against real peers: a pymodbus server
  * as the device over TCP and over RTU on a socat pty pair, and mbpoll as an independent master
  * that checks what the agent wrote. Devices are KubeEdge manifests in a temp dir; the agent
- * runs in-process and is observed through its HTTP API. Waits poll with deadlines.
+ * runs in-process and is observed through its HTTP API, and its TCP connections through `ss`.
+ * Waits poll with deadlines.
  */
+import { execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modbusMapper } from '../mappers/modbus/index.js';
+import { createLogger } from '../src/log.js';
+import type { BoundProperty, MapperContext } from '../src/mapperhost/contract.js';
+import { TransportPool } from '../src/mapperhost/transports.js';
 import { startTestAgent, tempDir, type TestAgent } from './helpers/agent.js';
 import {
   float32ToWords,
@@ -102,6 +108,7 @@ function profiles(docs: Array<Record<string, unknown>>): string {
 interface DeviceDetail {
   id: string;
   state: string;
+  reason?: string;
   twin: Record<string, { expected?: { value: string }; actual?: { value: string } }>;
   delta: Record<string, string>;
 }
@@ -265,8 +272,11 @@ describe('modbus mapper over TCP (pymodbus server, mbpoll cross-checks)', () => 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('loads the manifests without errors and serves every device with the modbus mapper', () => {
-    expect(agent.agent.catalog.current.errors).toEqual([]);
+  it('loads the manifests, reports the bad visitors of modbus-bad-01 only, and serves every device with the modbus mapper', () => {
+    expect(agent.agent.catalog.current.errors.map((e) => `${e.path}: ${e.reason}`)).toEqual([
+      'spec.properties.0.visitors.configData.offset: expected <=65535, received 70000',
+      'spec.properties.1.visitors.configData.dataType: must be int16, uint16, int32, uint32, float32, float64, boolean or string',
+    ]);
     expect([...agent.agent.catalog.current.devices.keys()]).toEqual(
       expect.arrayContaining(['default/modbus-reads-01', 'default/modbus-writes-01', 'default/modbus-alpha-01', 'default/modbus-bad-01', 'default/modbus-partial-01']),
     );
@@ -356,6 +366,51 @@ describe('modbus mapper over TCP (pymodbus server, mbpoll cross-checks)', () => 
     expect((await detail(agent, 'default/modbus-bad-01')).state).not.toBe('online');
   });
 
+  it('says why in the words validate uses when the manifests load: each field at its place in the manifest', async () => {
+    const { devices, models } = agent.agent.catalog.current;
+    const bad = devices.get('default/modbus-bad-01')!;
+    const errors = modbusMapper.validate(bad, models.get(bad.modelId)!);
+    expect(errors).toEqual([
+      'spec.properties.0.visitors.configData.offset: expected <=65535, received 70000',
+      'spec.properties.1.visitors.configData.dataType: must be int16, uint16, int32, uint32, float32, float64, boolean or string',
+    ]);
+    await waitState(agent, 'default/modbus-bad-01', ['unhealthy']);
+    expect((await detail(agent, 'default/modbus-bad-01')).reason).toBe(errors.join('; '));
+  });
+
+  it('devices behind one endpoint share its line: opened for the first, closed after the last lets go', async () => {
+    const pool = new TransportPool();
+    const events: string[] = [];
+    // What the mapper asks of the pool, recorded; the line itself stays the mapper's.
+    const acquire = pool.acquire.bind(pool);
+    pool.acquire = (key, open, close) =>
+      acquire(
+        key,
+        () => (events.push(`open ${key}`), open()),
+        (line) => (events.push(`close ${key}`), close(line)),
+      );
+    const context: MapperContext = { log: createLogger('silent'), busUrl: '', transports: pool, push: () => undefined, lost: () => undefined };
+    const { devices, models } = agent.agent.catalog.current;
+    const open = async (id: string) => {
+      const device = devices.get(id)!;
+      const model = models.get(device.modelId)!;
+      const connection = await modbusMapper.connect(device, model, context);
+      const property = (name: string): BoundProperty => ({ name, visitor: device.properties.find((p) => p.name === name)!.visitor, model: model.properties.find((p) => p.name === name)! });
+      return { connection, property };
+    };
+    const line = `modbus:tcp://127.0.0.1:${server.port}`;
+    const alpha = await open('default/modbus-alpha-01');
+    const partial = await open('default/modbus-partial-01');
+    expect(events).toEqual([`open ${line}`]);
+    expect(await alpha.connection.read(alpha.property('x'))).toEqual(expect.any(Number));
+    await alpha.connection.close();
+    expect(events).toEqual([`open ${line}`]);
+    // The other slave is still served over the line.
+    expect(await partial.connection.read(partial.property('good'))).toBe(-5);
+    await partial.connection.close();
+    expect(events).toEqual([`open ${line}`, `close ${line}`]);
+  });
+
   it('an exception answer (illegal data address) fails only that property, not its neighbours', async () => {
     await waitReported(agent, 'default/modbus-partial-01', { good: '-5' });
     const d = await detail(agent, 'default/modbus-partial-01');
@@ -409,6 +464,47 @@ describe('modbus mapper when the TCP device stops and restarts on the same port'
     // The mapper reconnects on its own (backoff up to a few seconds).
     await waitReported(agent, 'default/modbus-restart-01', { value: '222' }, 30_000);
     await waitState(agent, 'default/modbus-restart-01', ['online']);
+  });
+});
+
+// ---- The line an agent opens: shared, and closed with the agent --------------------------
+
+/** This process's established TCP connections to 127.0.0.1:port, as `ss` lists them. */
+function connectionsTo(port: number): number {
+  const sockets = execFileSync('ss', ['-Htnp', 'state', 'established', 'dst', `127.0.0.1:${port}`], { encoding: 'utf8' });
+  return sockets.split('\n').filter((line) => line.includes(`pid=${process.pid},`)).length;
+}
+
+describe('the modbus line of an agent', () => {
+  let server: ModbusTcpServer;
+  let agent: TestAgent | undefined;
+  let dir: string;
+  const props: Prop[] = [{ name: 'value', type: 'INT', register: 'InputRegister', offset: 1, dataType: 'uint16' }];
+
+  beforeAll(async () => {
+    server = await startModbusTcp({ slaves: { 1: { ir: { 1: 11 } }, 2: { ir: { 1: 22 } } } });
+    dir = profiles([
+      model('modbus-shared', props),
+      device('modbus-shared-1', 'modbus-shared', tcpConfig(server.port, 1), props),
+      device('modbus-shared-2', 'modbus-shared', tcpConfig(server.port, 2), props),
+    ]);
+    agent = await startTestAgent({ profiles: [dir] });
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is one TCP connection for the slaves behind one endpoint, closed when the agent stops', async () => {
+    await waitReported(agent!, 'default/modbus-shared-1', { value: '11' });
+    await waitReported(agent!, 'default/modbus-shared-2', { value: '22' });
+    expect(connectionsTo(server.port)).toBe(1);
+    const stopping = agent!;
+    agent = undefined;
+    await stopping.stop();
+    await waitFor('the line closed', () => connectionsTo(server.port) === 0, { timeoutMs: 2000 });
   });
 });
 

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MqttDeviceConnection, mqttMapper } from '../mappers/mqtt/index.js';
 import type { BoundProperty } from '../src/mapperhost/contract.js';
+import { TransportPool } from '../src/mapperhost/transports.js';
 import { startTestAgent, tempDir, type TestAgent } from './helpers/agent.js';
 import { connectClient } from './helpers/mqtt.js';
 import { freePort, mosquittoPub, mosquittoSub, startMosquitto, type MosquittoBroker } from './helpers/mosquitto.js';
@@ -101,7 +102,12 @@ describe('mqtt mapper on the embedded broker (Tasmota plug)', () => {
   });
 
   it('reports SENSOR telemetry as twin values, numbers by the model type', async () => {
-    expect(agent.agent.catalog.current.errors).toEqual([]);
+    // Only the devices misconfigured on purpose (typo, bad-url) have visitor errors.
+    expect(agent.agent.catalog.current.errors.map((e) => `${e.index} ${e.path}: ${e.reason}`)).toEqual([
+      '3 spec.properties.3.visitors.configData.stateTopic: required',
+      '3 spec.properties.3.visitors.configData: Unrecognized key: "stateTopik"',
+      '4 spec.protocol.configData.url: expected a broker URL (mqtt://host:port)',
+    ]);
     // Publishing until it shows: the mapper subscribes asynchronously after the agent is up.
     await waitFor('power 42 reported', async () => {
       await client.publishAsync('tele/plug_a/SENSOR', sensor(42), { qos: 1 });
@@ -158,7 +164,7 @@ describe('mqtt mapper on the embedded broker (Tasmota plug)', () => {
     const catalog = agent.agent.catalog.current;
     const device = catalog.devices.get('default/plug-a')!;
     const model = catalog.models.get(device.modelId)!;
-    const context = { log, busUrl: agent.mqttUrl, push: () => undefined, lost: () => undefined };
+    const context = { log, busUrl: agent.mqttUrl, transports: new TransportPool(), push: () => undefined, lost: () => undefined };
     const bound = (name: string): BoundProperty => ({ name, visitor: device.properties.find((p) => p.name === name)!.visitor, model: model.properties.find((p) => p.name === name)! });
 
     const connection = (await mqttMapper.connect(device, model, context)) as MqttDeviceConnection;
@@ -177,16 +183,19 @@ describe('mqtt mapper on the embedded broker (Tasmota plug)', () => {
       await connection.close();
     }
 
+    // What validate finds when the manifests load is what connect refuses with, word for word.
     const withVisitor = (name: string, visitor: Record<string, unknown>) => ({ ...device, properties: device.properties.map((p) => (p.name === name ? { ...p, visitor } : p)) });
-    await expect(mqttMapper.connect(withVisitor('power', { jsonPath: 'ENERGY.Power' }), model, context)).rejects.toThrow(
-      'property power visitor configData: stateTopic: required',
-    );
-    await expect(mqttMapper.connect(withVisitor('relay', { stateTopic: 'stat/#', qos: 3 }), model, context)).rejects.toThrow(
-      /property relay visitor configData: stateTopic: must not contain the wildcards \+ or #; qos: expected 0, 1 or 2/,
-    );
-    await expect(mqttMapper.connect({ ...device, protocol: { name: 'mqtt', config: { url: 'localhost' } } }, model, context)).rejects.toThrow(
-      'mqtt protocol configData: url: expected a broker URL (mqtt://host:port)',
-    );
+    const refused = async (bad: typeof device, errors: string[]) => {
+      expect(mqttMapper.validate(bad, model)).toEqual(errors);
+      await expect(mqttMapper.connect(bad, model, context)).rejects.toThrow(errors.join('; '));
+    };
+    expect(mqttMapper.validate(device, model)).toEqual([]);
+    await refused(withVisitor('power', { jsonPath: 'ENERGY.Power' }), ['spec.properties.0.visitors.configData.stateTopic: required']);
+    await refused(withVisitor('relay', { stateTopic: 'stat/#', qos: 3 }), [
+      'spec.properties.3.visitors.configData.stateTopic: must not contain the wildcards + or #',
+      'spec.properties.3.visitors.configData.qos: expected 0, 1 or 2',
+    ]);
+    await refused({ ...device, protocol: { name: 'mqtt', config: { url: 'localhost' } } }, ['spec.protocol.configData.url: expected a broker URL (mqtt://host:port)']);
 
     const readOnly = (await mqttMapper.connect(withVisitor('relay', { stateTopic: 'stat/plug_a/POWER' }), model, context)) as MqttDeviceConnection;
     try {

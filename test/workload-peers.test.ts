@@ -10,11 +10,14 @@ import { request as httpsRequest } from 'node:https';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable, type Duplex } from 'node:stream';
+import * as v from 'valibot';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Streamed, type Method, type RouteRequest } from '../src/http/router.js';
 import { createLogger } from '../src/log.js';
 import { fingerprintOf, loadOrCreateIdentity, type PeerIdentity } from '../src/workloads/identity.js';
-import { PeerClient, PeerError, PeerServer, type PeerConfig, type PeerHandler, type PeerStreamHandler } from '../src/workloads/peers.js';
+import { PeerClient, PeerError, PeerServer, type PeerConfig, type PeerRoute, type PeerStreamHandler } from '../src/workloads/peers.js';
 import { tempDir } from './helpers/agent.js';
+import { waitFor } from './helpers/wait.js';
 
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const MiB = 1 << 20;
@@ -62,26 +65,42 @@ let server: PeerIdentity;
 const seen: string[] = [];
 let artifact: string;
 
-/** JSON echo at /echo, the artifact at /artifact, an endless download at /endless, 1 MiB then silence at /stall; streams: /echo echoes. */
-const handle: PeerHandler = async ({ peer, method, path, body }) => {
-  seen.push(`${peer.name} ${method} ${path}`);
-  if (path === '/echo') return { status: 200, body: { from: peer.name, method, body } };
-  if (path === '/artifact') return { status: 200, stream: createReadStream(artifact), size: statSync(artifact).size };
-  if (path === '/endless') {
+/** A route that notes who asked for what in `seen`. */
+function route(method: Method, path: string, handle: (request: RouteRequest<PeerConfig>) => unknown): PeerRoute {
+  return {
+    method,
+    path,
+    handle: (request) => {
+      seen.push(`${request.context.name} ${method} ${path}`);
+      return handle(request);
+    },
+  };
+}
+
+/**
+ * JSON echo at /echo, a checked body at /count, the artifact at /artifact, an endless download at
+ * /endless, 1 MiB then silence at /stall, a failure at /broken, no answer ever at /hang; streams: /echo echoes.
+ */
+const routes: PeerRoute[] = [
+  ...(['GET', 'POST'] as const).map((method) => route(method, '/echo', async ({ context: peer, body }) => ({ from: peer.name, method, body: await body(v.unknown()) }))),
+  route('POST', '/count', async ({ body }) => body(v.object({ count: v.number() }))),
+  route('GET', '/artifact', () => new Streamed(createReadStream(artifact), statSync(artifact).size)),
+  route('GET', '/endless', () => {
     const endless = new PassThrough();
     const timer = setInterval(() => endless.write(randomBytes(64 * 1024)), 5);
     endless.on('close', () => clearInterval(timer));
-    return { status: 200, stream: endless };
-  }
-  if (path === '/stall') {
+    return new Streamed(endless);
+  }),
+  route('GET', '/stall', () => {
     const stalled = new PassThrough();
     stalled.write(randomBytes(MiB));
-    return { status: 200, stream: stalled };
-  }
-  if (path === '/broken') throw new Error('the handler failed on purpose');
-  if (path === '/bogus') return { status: 1000 };
-  return { status: 404, body: { error: `no ${method} ${path}` } };
-};
+    return new Streamed(stalled);
+  }),
+  route('POST', '/broken', () => {
+    throw new Error('the handler failed on purpose');
+  }),
+  route('GET', '/hang', () => new Promise(() => undefined)),
+];
 
 const echoStream: PeerStreamHandler = ({ peer, path }, socket) => {
   seen.push(`${peer.name} stream ${path}`);
@@ -96,9 +115,9 @@ let clientB: PeerClient;
 
 async function startServer(): Promise<{ server: PeerServer; peer: PeerConfig }> {
   const peers = [{ name: 'a', url: 'https://127.0.0.1:1', fingerprint: a.fingerprint }];
-  const started = new PeerServer({ identity: server, peers, host: '127.0.0.1', port: 0, log, handle, stream: echoStream });
-  const port = await started.start();
-  return { server: started, peer: { name: 'meta-edge', url: `https://127.0.0.1:${port}`, fingerprint: server.fingerprint } };
+  const started = new PeerServer({ identity: server, peers, host: '127.0.0.1', port: 0, log, routes, stream: echoStream });
+  await started.start();
+  return { server: started, peer: { name: 'meta-edge', url: `https://127.0.0.1:${started.port}`, fingerprint: server.fingerprint } };
 }
 
 beforeAll(async () => {
@@ -189,15 +208,16 @@ describe('a configured peer', () => {
     expect(await clientA.request(serverPeer, 'GET', '/echo')).toEqual({ from: 'a', method: 'GET' });
   });
 
-  it('gets the server’s errors as PeerErrors with the status and the message', async () => {
+  it('gets the server’s errors ({code, reason}) as PeerErrors with the status and the reason', async () => {
     const missing = await rejection(clientA.request(serverPeer, 'GET', '/nothing'));
     expect(missing.status).toBe(404);
-    expect(missing.message).toBe('peer meta-edge answered 404 to GET /nothing: no GET /nothing');
+    expect(missing.message).toBe('peer meta-edge answered 404 to GET /nothing: no route for GET /nothing');
+    const refused = await rejection(clientA.request(serverPeer, 'POST', '/count', { count: 'three' }));
+    expect(refused.status).toBe(400);
+    expect(refused.message).toBe('peer meta-edge answered 400 to POST /count: count: expected number, received "three"');
     const broken = await rejection(clientA.request(serverPeer, 'POST', '/broken', {}));
     expect(broken.status).toBe(500);
-    expect(broken.message).toContain('the handler failed on purpose');
-    const bogus = await rejection(clientA.request(serverPeer, 'GET', '/bogus'));
-    expect(bogus.message).toBe(`peer meta-edge at ${serverPeer.url} closed the connection before answering GET /bogus`);
+    expect(broken.message).toBe('peer meta-edge answered 500 to POST /broken: the handler failed on purpose');
   });
 
   it('downloads a file with progress up to its size', async () => {
@@ -249,7 +269,7 @@ describe('refused', () => {
       req.on('error', reject);
       req.end();
     });
-    expect(answer).toEqual({ status: 403, body: JSON.stringify({ error: 'a client certificate is required: only configured peers are served' }) });
+    expect(answer).toEqual({ status: 403, body: JSON.stringify({ code: 403, reason: 'a client certificate is required: only configured peers are served' }) });
     expect(seen).toEqual([]);
   });
 
@@ -279,6 +299,14 @@ describe('refused', () => {
 });
 
 describe('a peer that goes away', () => {
+  it('before answering: a PeerError saying so', async () => {
+    const { server: leaving, peer } = await startServer();
+    const hanging = rejection(clientA.request(peer, 'GET', '/hang'));
+    await waitFor('the request at the server', () => seen.includes('a GET /hang'), { intervalMs: 10 });
+    await leaving.stop();
+    expect((await hanging).message).toBe(`peer meta-edge at ${peer.url} closed the connection before answering GET /hang`);
+  });
+
   it('mid-download: the stream fails with a PeerError', async () => {
     const { server: leaving, peer } = await startServer();
     const stream = await clientA.download(peer, '/endless');

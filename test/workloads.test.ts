@@ -9,9 +9,10 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ErrorBody } from '../src/http/router.js';
 import { loadOrCreateIdentity } from '../src/workloads/identity.js';
 import { PeerClient, PeerError } from '../src/workloads/peers.js';
-import { identityDir } from '../src/workloads/index.js';
+import { identityDir, type MigrationResult, type PolicyState, type WorkloadDetail, type WorkloadList } from '../src/workloads/index.js';
 import { createLogger } from '../src/log.js';
 import { CLI, ROOT, spawnAgent, tempDir, type AgentProcess } from './helpers/agent.js';
 import { freePort } from './helpers/mosquitto.js';
@@ -19,17 +20,6 @@ import { sleep, waitFor } from './helpers/wait.js';
 
 const IMAGES = join(ROOT, 'images/build');
 const TICK = /unikernel boot=([0-9a-f]{16}) tick=(\d+)/g;
-
-interface Workload {
-  name: string;
-  state: string;
-  origin: string;
-  movedTo?: string;
-  pid?: number;
-  accel?: string;
-  console?: string;
-  history?: Array<{ event: string; detail?: Record<string, unknown> }>;
-}
 
 interface Side {
   name: string;
@@ -39,8 +29,8 @@ interface Side {
   agent?: AgentProcess;
 }
 
-function lastTick(console: string | undefined): { boot: string; tick: number } | undefined {
-  const ticks = [...(console ?? '').matchAll(TICK)];
+function lastTick(console: string): { boot: string; tick: number } | undefined {
+  const ticks = [...console.matchAll(TICK)];
   const last = ticks.at(-1);
   return last && { boot: last[1]!, tick: Number(last[2]) };
 }
@@ -64,7 +54,7 @@ describe('workloads between two agents', () => {
     });
     return { status: response.status, body: (await response.json()) as T };
   };
-  const workload = async (s: Side, name: string) => (await api<Workload>(s, 'GET', `/${name}`)).body;
+  const workload = async (s: Side, name: string) => (await api<WorkloadDetail>(s, 'GET', `/${name}`)).body;
 
   function configFor(s: Side, peer: Side, extra: Record<string, unknown>): string {
     const file = join(s.data, 'agent.json');
@@ -119,7 +109,7 @@ describe('workloads between two agents', () => {
   });
 
   it('runs the unikernel under QEMU (TCG here), with its console captured', async () => {
-    const { status, body } = await api<Workload>(edge, 'POST', '', { name: 'ticker' });
+    const { status, body } = await api<WorkloadDetail>(edge, 'POST', '', { name: 'ticker' });
     expect(status).toBe(200);
     expect(body).toMatchObject({ name: 'ticker', state: 'running', accel: 'tcg' });
     const ticking = await waitFor('two ticks on the console', async () => ((lastTick((await workload(edge, 'ticker')).console)?.tick ?? 0) >= 2 ? true : undefined), { timeoutMs: 20_000, intervalMs: 250 });
@@ -127,11 +117,11 @@ describe('workloads between two agents', () => {
   }, 30_000);
 
   it('pauses and resumes it, and restarts it when its QEMU dies (restart: on-failure)', async () => {
-    expect((await api<Workload>(edge, 'POST', '/ticker/pause')).body).toMatchObject({ state: 'paused' });
+    expect((await api<WorkloadDetail>(edge, 'POST', '/ticker/pause')).body).toMatchObject({ state: 'paused' });
     const paused = lastTick((await workload(edge, 'ticker')).console)!;
     await sleep(2500);
     expect(lastTick((await workload(edge, 'ticker')).console)!.tick).toBeLessThanOrEqual(paused.tick + 1);
-    expect((await api<Workload>(edge, 'POST', '/ticker/resume')).body).toMatchObject({ state: 'running' });
+    expect((await api<WorkloadDetail>(edge, 'POST', '/ticker/resume')).body).toMatchObject({ state: 'running' });
     await waitFor('ticks again', async () => ((lastTick((await workload(edge, 'ticker')).console)?.tick ?? 0) > paused.tick + 1 ? true : undefined), { timeoutMs: 10_000, intervalMs: 250 });
     const { pid } = await workload(edge, 'ticker');
     process.kill(pid!, 'SIGKILL');
@@ -139,13 +129,13 @@ describe('workloads between two agents', () => {
       const now = await workload(edge, 'ticker');
       return now.state === 'running' && now.pid !== undefined && now.pid !== pid ? now : undefined;
     }, { timeoutMs: 15_000, intervalMs: 200 });
-    expect(restarted.history!.some((h) => h.event === 'exited')).toBe(true);
+    expect(restarted.history.some((h) => h.event === 'exited')).toBe(true);
     await waitFor('the new guest ticking', async () => ((lastTick((await workload(edge, 'ticker')).console)?.tick ?? 0) >= 1 ? true : undefined), { timeoutMs: 15_000, intervalMs: 250 });
   }, 45_000);
 
   it('live-migrates it to the meta-edge, which fetches the image over the pinned channel: state survives', async () => {
     const before = lastTick((await workload(edge, 'ticker')).console)!;
-    const { status, body } = await api<{ status: string; downtimeMs: number; totalTimeMs: number; artifactsFetched: number }>(edge, 'POST', '/ticker/migrate', { peer: 'meta' });
+    const { status, body } = await api<MigrationResult>(edge, 'POST', '/ticker/migrate', { peer: 'meta' });
     expect(status).toBe(200);
     expect(body).toMatchObject({ status: 'running', artifactsFetched: 1 });
     expect(body.downtimeMs).toBeGreaterThanOrEqual(0);
@@ -158,7 +148,7 @@ describe('workloads between two agents', () => {
     }, { timeoutMs: 15_000, intervalMs: 250 });
     expect(after.boot).toBe(before.boot);
     expect(await workload(edge, 'ticker')).toMatchObject({ state: 'migrated', movedTo: 'meta' });
-    expect((await workload(meta, 'ticker')).history!.some((h) => h.event === 'migrated in' && typeof h.detail?.downtimeMs === 'number')).toBe(true);
+    expect((await workload(meta, 'ticker')).history.some((h) => h.event === 'migrated in' && typeof h.detail?.downtimeMs === 'number')).toBe(true);
   }, 60_000);
 
   it('brings it back, still the same guest', async () => {
@@ -171,7 +161,7 @@ describe('workloads between two agents', () => {
       return tick && tick.tick > away.tick ? tick : undefined;
     }, { timeoutMs: 15_000, intervalMs: 250 });
     expect(back.boot).toBe(away.boot);
-    expect((await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads.find((w) => w.name === 'ticker')).toBeUndefined();
+    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.find((w) => w.name === 'ticker')).toBeUndefined();
   }, 60_000);
 
   it('refuses an image for another architecture, and an unknown peer, with the reason', async () => {
@@ -183,7 +173,7 @@ describe('workloads between two agents', () => {
     await expect(offer({ ...manifest, runtime: 'firecracker' })).rejects.toThrow(/runtime "firecracker" is not supported/);
     const stranger = new PeerClient(loadOrCreateIdentity(tempDir('stranger-'), 'stranger'), createLogger('silent'));
     await expect(stranger.request(metaPeer, 'GET', '/v1/workloads')).rejects.toThrow(PeerError);
-    expect((await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads.filter((w) => w.pid)).toEqual([]);
+    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.filter((w) => w.pid)).toEqual([]);
   });
 
   it('refuses an artifact whose bytes do not match its digest, before anything starts at the target', async () => {
@@ -196,21 +186,21 @@ describe('workloads between two agents', () => {
     chmodSync(initrd, 0o600);
     writeFileSync(initrd, damaged);
     try {
-      const { status, body } = await api<{ reason: string }>(edge, 'POST', '/svc/migrate', { peer: 'meta' });
+      const { status, body } = await api<ErrorBody>(edge, 'POST', '/svc/migrate', { peer: 'meta' });
       expect(status).toBe(422);
-      expect(body.reason).toMatch(/artifact initrd .* refused: .*sha256/);
+      expect(body.reason).toMatch(/^migration of svc to meta failed at offer: peer meta answered 422 to POST \/v1\/migrations: artifact initrd .* refused: .*sha256/);
     } finally {
       writeFileSync(initrd, original);
     }
     expect(await workload(edge, 'svc')).toMatchObject({ state: 'running', origin: 'local' });
-    expect((await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
+    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
     const stray = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes('qemu-system') && line.includes(meta.data));
     expect(stray).toEqual([]);
   }, 60_000);
 
   it('keeps the workload at the source when the target is killed mid-migration, and nothing stays half-started there', async () => {
     // A 128 MiB Linux guest at 16 MiB/s takes seconds to move: time to pull the plug midway.
-    const migrating = api<{ error?: string }>(edge, 'POST', '/svc/migrate', { peer: 'meta' });
+    const migrating = api<ErrorBody>(edge, 'POST', '/svc/migrate', { peer: 'meta' });
     await waitFor('the migration under way', () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(join(meta.data, 'run')), { intervalMs: 20, timeoutMs: 10_000 });
     await sleep(1000);
     meta.agent!.child.kill('SIGKILL');
@@ -220,7 +210,7 @@ describe('workloads between two agents', () => {
     expect(await (await fetch(`${edge.agent!.apiUrl}/api/v1/workloads/svc`)).json()).toMatchObject({ pid: expect.any(Number) });
     await api(edge, 'DELETE', '/svc');
     await start(meta, metaConfig);
-    const left = (await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads;
+    const left = (await api<WorkloadList>(meta, 'GET', '')).body.workloads;
     expect(left.filter((w) => w.pid || w.state === 'incoming')).toEqual([]);
     const stray = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes('qemu-system') && line.includes(meta.data));
     expect(stray).toEqual([]);
@@ -234,7 +224,7 @@ describe('workloads between two agents', () => {
     edge.agent!.child.kill('SIGKILL');
     await migrating;
     await waitFor('nothing left at the meta-edge', () => !execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(join(meta.data, 'run', 'workloads', 'svc')), { timeoutMs: 20_000, intervalMs: 200 });
-    expect((await api<{ workloads: Workload[] }>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
+    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
     await start(edge, edgeConfig);
     expect(await workload(edge, 'svc')).toMatchObject({ state: 'running', origin: 'local', pid: expect.any(Number) });
     // One QEMU for it: the one the killed agent left was ended, not run twice.
@@ -249,8 +239,8 @@ describe('workloads between two agents', () => {
     expect(await workload(edge, 'ticker')).toMatchObject({ state: 'running' });
     await api(edge, 'PUT', '/telemetry', { battery: 12, charging: false });
     await waitFor('ticker offloaded to the meta-edge', async () => (await workload(edge, 'ticker')).state === 'migrated', { timeoutMs: 30_000, intervalMs: 250 });
-    const policy = (await api<{ last: { verdict: string; reasons: string[] } }>(edge, 'GET', '/policy')).body;
-    expect(policy.last.reasons.join(' '), JSON.stringify(policy)).toMatch(/battery 12 %/);
+    const policy = (await api<PolicyState>(edge, 'GET', '/policy')).body;
+    expect(policy.last?.reasons.join(' '), JSON.stringify(policy)).toMatch(/battery 12 %/);
     expect(await workload(edge, 'pinned')).toMatchObject({ state: 'running' });
     // Between the thresholds (out 20 %, back 40 %): it stays where it is.
     await api(edge, 'PUT', '/telemetry', { battery: 30 });
@@ -275,7 +265,7 @@ describe('workloads between two agents', () => {
     const resumed = await fetch(`http://127.0.0.1:${webPort}/`);
     const resumeMs = performance.now() - second;
     expect(resumed.status).toBe(200);
-    const { onDemand } = (await api<{ onDemand: Array<{ name: string; starts: number; resumes: number }> }>(edge, 'GET', '')).body;
+    const { onDemand } = (await api<WorkloadList>(edge, 'GET', '')).body;
     expect(onDemand.find((o) => o.name === 'web')).toMatchObject({ starts: 1, resumes: 1 });
     expect(resumeMs).toBeLessThan(coldMs);
   }, 90_000);

@@ -1,14 +1,14 @@
 /**
  * The device catalog: what this agent serves, from its sources (the profile paths, and object
  * sources such as the cloud's stored Devices), reloaded through one serialized queue: load →
- * validate → bring the twin in line → seed desired values → announce `changed` to the modules
+ * validate (the manifests, then each mapper's visitors) → bring the twin in line → seed desired values → announce `changed` to the modules
  * that serve devices (the mapper host, the KubeEdge bus).
  */
 import type { Logger } from '../log.js';
 import { MODULE, type Module, type Remove } from '../module.js';
 import type { Origin, Twins } from '../twin/twins.js';
 import type { DeviceRecord } from '../twin/types.js';
-import { formatError, loadCatalog, type Catalog, type StoredObject } from './load.js';
+import { formatError, loadCatalog, type Catalog, type ManifestError, type StoredObject } from './load.js';
 import type { Device, DeviceModel, PropertyType } from './model.js';
 
 export interface CatalogChange {
@@ -33,6 +33,8 @@ export interface CatalogDeps {
   profiles: readonly string[];
   node: string;
   twins: Twins;
+  /** What the mappers say of the loaded devices (their visitors): reported as manifest errors; the devices stay, the host marks them unhealthy. */
+  validate(catalog: Catalog): ManifestError[];
   log: Logger;
 }
 
@@ -113,6 +115,7 @@ export class DeviceCatalog implements Module {
     const before = this.catalog;
     const objects: StoredObject[] = [...this.sources.values()].flatMap((source) => source.list().map((o) => ({ ...o, source: source.name })));
     const next = loadCatalog(this.deps.profiles, objects);
+    next.errors.push(...this.deps.validate(next));
     for (const error of next.errors) log.error({ manifest: error.file, document: error.index, path: error.path }, `invalid manifest: ${formatError(error)}`);
     for (const note of next.notes) log.info({ manifest: note.file, document: note.index }, note.note);
     this.catalog = next;

@@ -19,11 +19,16 @@ export function parseAt<S extends GenericSchema>(schema: S, input: unknown, base
   return parsed.ok ? parsed : { ok: false, issues: at(base, parsed.issues) };
 }
 
-/** Issues in a property's visitor; one listed only in `status.twins` has none, so they name it on the property list. */
+/** `path: message`, or the message alone for an issue about the block as a whole. */
+function describe({ path, message }: SchemaIssue): string {
+  return path ? `${path}: ${message}` : message;
+}
+
+/** Issues in a property's visitor; one listed only in `status.twins` has none, so they become one issue naming it on the property list. */
 function inVisitor(device: Device, property: string, issues: SchemaIssue[]): SchemaIssue[] {
   const visitor = device.fields.visitors[property];
   if (visitor !== undefined) return at(visitor, issues);
-  return issues.map(({ path, message }) => ({ path: device.fields.properties, message: `property ${property} has no visitor (${path ? `${path}: ` : ''}${message})` }));
+  return [{ path: device.fields.properties, message: `property ${property} has no visitor (${issues.map(describe).join('; ')})` }];
 }
 
 export interface DeviceConfig<P, V> {
@@ -61,7 +66,7 @@ export function parseDeviceConfig<P, V>(
 
 /** What `Mapper.validate` returns: each issue as `path: reason`. */
 export function describeIssues(parsed: Parsed<unknown>): string[] {
-  return parsed.ok ? [] : parsed.issues.map(({ path, message }) => `${path}: ${message}`);
+  return parsed.ok ? [] : parsed.issues.map(describe);
 }
 
 /** The value, or what `connect` throws: a ConfigError naming every issue, which the host shows as the device's reason. */

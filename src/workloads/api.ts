@@ -12,49 +12,82 @@
  *   POST   /{name}/return        asks the peer it went to for it back
  */
 import * as v from 'valibot';
-import { HttpError } from '../api/server.js';
-import { parseWith } from '../schema.js';
-import type { Workloads } from './index.js';
-import { WorkloadError } from './manager.js';
-import { reportedTelemetry } from '../telemetry/index.js';
+import type { Route } from '../http/router.js';
+import { reportedTelemetry, type ReportedTelemetry } from '../telemetry/index.js';
+import type { WorkloadManager, WorkloadView } from './manager.js';
+import type { MigrationResult, OutgoingMigrations } from './migrate-out.js';
+import type { OnDemandState, OnDemandWorkload } from './on-demand.js';
+import type { PolicyLoop, PolicyState } from './policy-loop.js';
+import type { HistoryEvent } from './store.js';
+
+const BASE = '/api/v1/workloads';
 
 const runBody = v.object({ name: v.pipe(v.string(), v.minLength(1)) });
 const migrateBody = v.object({ peer: v.pipe(v.string(), v.minLength(1)) });
 
-function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
-  const parsed = parseWith(schema, input);
-  if (!parsed.ok) throw new HttpError(400, parsed.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; '));
-  return parsed.value;
+/** GET /api/v1/workloads */
+export interface WorkloadList {
+  workloads: WorkloadView[];
+  onDemand: OnDemandState[];
 }
 
-export function workloadsApi(workloads: Workloads) {
-  const route = async (method: string, path: string[], body: () => Promise<unknown>): Promise<unknown> => {
-    const [first, action] = path;
-    const { manager } = workloads;
-    if (!first) {
-      if (method === 'GET') return { workloads: workloads.list(), onDemand: workloads.onDemandState() };
-      if (method === 'POST') return manager.run(parse(runBody, await body()).name);
-    } else if (first === 'identity' && method === 'GET') {
-      return { fingerprint: workloads.identity.fingerprint, port: workloads.port };
-    } else if (first === 'policy' && method === 'GET') {
-      return workloads.policyState();
-    } else if (first === 'telemetry' && method === 'PUT') {
-      return { reported: workloads.reportTelemetry(parse(reportedTelemetry, await body())) };
-    } else if (!action && method === 'GET') {
-      return { ...manager.get(first), history: manager.store.history(first), console: manager.consoleTail(first) };
-    } else if (!action && method === 'DELETE') {
-      return manager.stop(first);
-    } else if ((action === 'pause' || action === 'resume') && method === 'POST') {
-      return manager.pause(first, action === 'pause');
-    } else if (action === 'migrate' && method === 'POST') {
-      return workloads.migrate(first, parse(migrateBody, await body()).peer);
-    } else if (action === 'return' && method === 'POST') {
-      return workloads.bringBack(first);
-    }
-    throw new HttpError(404, `no route for ${method} /api/v1/workloads/${path.join('/')}`);
-  };
-  return (method: string, path: string[], body: () => Promise<unknown>) =>
-    route(method, path, body).catch((error: unknown) => {
-      throw error instanceof WorkloadError ? new HttpError(error.status, error.message) : error;
-    });
+/** GET /api/v1/workloads/{name} */
+export interface WorkloadDetail extends WorkloadView {
+  history: HistoryEvent[];
+  console: string;
+}
+
+/** GET /api/v1/workloads/identity: what the peers' config needs of this agent. */
+export interface IdentityAnswer {
+  fingerprint: string;
+  port: number;
+}
+
+/** PUT /api/v1/workloads/telemetry: every reported value now in force. */
+export interface TelemetryAnswer {
+  reported: ReportedTelemetry;
+}
+
+/** What the routes reach of the started module. */
+export interface LocalApiParts {
+  manager: WorkloadManager;
+  outgoing: OutgoingMigrations;
+  onDemand: readonly OnDemandWorkload[];
+  policy: PolicyLoop;
+  endpoint(): IdentityAnswer;
+}
+
+export function localRoutes(parts: () => LocalApiParts): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: BASE,
+      handle: (): WorkloadList => {
+        const { manager, onDemand } = parts();
+        return { workloads: manager.list(), onDemand: onDemand.map((listener) => listener.state()) };
+      },
+    },
+    { method: 'POST', path: BASE, handle: async ({ body }): Promise<WorkloadView> => parts().manager.run((await body(runBody)).name) },
+    { method: 'GET', path: `${BASE}/identity`, handle: (): IdentityAnswer => parts().endpoint() },
+    { method: 'GET', path: `${BASE}/policy`, handle: (): PolicyState => parts().policy.state() },
+    { method: 'PUT', path: `${BASE}/telemetry`, handle: async ({ body }): Promise<TelemetryAnswer> => ({ reported: parts().policy.report(await body(reportedTelemetry)) }) },
+    {
+      method: 'GET',
+      path: `${BASE}/:name`,
+      handle: ({ params }): WorkloadDetail => {
+        const { manager } = parts();
+        const name = params.name!;
+        return { ...manager.get(name), history: manager.history(name), console: manager.consoleTail(name) };
+      },
+    },
+    { method: 'DELETE', path: `${BASE}/:name`, handle: ({ params }): Promise<WorkloadView> => parts().manager.stop(params.name!) },
+    { method: 'POST', path: `${BASE}/:name/pause`, handle: ({ params }): Promise<WorkloadView> => parts().manager.pause(params.name!, true) },
+    { method: 'POST', path: `${BASE}/:name/resume`, handle: ({ params }): Promise<WorkloadView> => parts().manager.pause(params.name!, false) },
+    {
+      method: 'POST',
+      path: `${BASE}/:name/migrate`,
+      handle: async ({ params, body }): Promise<MigrationResult> => parts().outgoing.migrate(params.name!, (await body(migrateBody)).peer),
+    },
+    { method: 'POST', path: `${BASE}/:name/return`, handle: ({ params }): Promise<MigrationResult> => parts().outgoing.bringBack(params.name!) },
+  ];
 }

@@ -15,6 +15,11 @@ export interface PeerIdentity {
   fingerprint: string;
 }
 
+/** Where the agent with data directory `dataDir` keeps its peer identity. */
+export function identityDir(dataDir: string): string {
+  return join(dataDir, 'workloads');
+}
+
 const KEY_FILE = 'identity.key';
 const CERT_FILE = 'identity.crt';
 const VALIDITY_YEARS = 10;

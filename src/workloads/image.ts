@@ -31,7 +31,8 @@ const artifactSchema = v.strictObject({
   size: v.pipe(v.number(), v.integer(), v.minValue(0)),
 });
 
-const manifestSchema = v.pipe(
+/** An image manifest, as a file or a peer's migration offer holds it. */
+export const imageManifest = v.pipe(
   v.strictObject({
     name: v.pipe(v.string(), v.regex(/^[\w.-]{1,64}$/, "must be 1-64 letters, digits, '.', '_' or '-'")),
     version: v.pipe(v.string(), v.minLength(1)),
@@ -63,7 +64,7 @@ const manifestSchema = v.pipe(
 
 /** The manifest, or a ConfigError naming `where` and every problem (an unsupported runtime or architecture among them). */
 export function parseImageManifest(input: unknown, where: string): ImageManifest {
-  return parseOrThrow(manifestSchema, input, where);
+  return parseOrThrow(imageManifest, input, where);
 }
 
 const ARCHITECTURE_OF: Partial<Record<NodeJS.Architecture, Architecture>> = { x64: 'x86_64', arm64: 'aarch64' };

@@ -8,7 +8,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { WorkloadDefinition } from './config.js';
 import type { WorkloadManager } from './manager.js';
@@ -23,6 +22,14 @@ export interface OnDemandStats {
   resumes: number;
   lastStartMs?: number;
   connections: number;
+}
+
+/** An on-demand workload as the API shows it. */
+export interface OnDemandState extends OnDemandStats {
+  name: string;
+  port: number;
+  /** Whether its next start resumes from a snapshot. */
+  snapshot: boolean;
 }
 
 function freePort(): Promise<number> {
@@ -58,6 +65,8 @@ export class OnDemandWorkload {
   private starting?: Promise<void>;
   private readonly active = new Set<Socket>();
   private idleTimer?: NodeJS.Timeout;
+  /** Set by `stop`: the connections it cuts must not arm the idle timer again. */
+  private stopped = false;
   private readonly stats: OnDemandStats = { starts: 0, resumes: 0, connections: 0 };
   private readonly snapshot: string;
 
@@ -66,14 +75,14 @@ export class OnDemandWorkload {
     private readonly manager: WorkloadManager,
     private readonly log: Logger,
   ) {
-    this.snapshot = join(manager.runDir, `${definition.name}.snapshot`);
+    this.snapshot = manager.runPath(`${definition.name}.snapshot`);
   }
 
   get port(): number {
     return this.definition.ports[0]!.host;
   }
 
-  state(): OnDemandStats & { name: string; port: number; snapshot: boolean } {
+  state(): OnDemandState {
     return { name: this.definition.name, ...this.stats, port: this.port, snapshot: existsSync(this.snapshot) };
   }
 
@@ -95,7 +104,10 @@ export class OnDemandWorkload {
     client.pause();
     client.once('close', () => {
       this.active.delete(client);
-      if (this.active.size === 0) this.idleTimer = setTimeout(() => void this.sleep(), this.definition.onDemand.idleTimeoutMs);
+      if (this.active.size > 0 || this.stopped) return;
+      this.idleTimer = setTimeout(() => {
+        this.sleep().catch((error: Error) => this.log.warn({ workload: this.definition.name, err: error.message }, 'stopping the idle workload failed'));
+      }, this.definition.onDemand.idleTimeoutMs);
     });
     client.on('error', () => client.destroy());
     this.ready()
@@ -108,7 +120,7 @@ export class OnDemandWorkload {
 
   /** Resolves once the workload runs and its guest accepts connections. */
   private ready(): Promise<void> {
-    if (this.manager.process(this.definition.name) && !this.starting) return Promise.resolve();
+    if (this.manager.guest(this.definition.name) && !this.starting) return Promise.resolve();
     this.starting ??= this.wake().finally(() => (this.starting = undefined));
     return this.starting;
   }
@@ -131,10 +143,10 @@ export class OnDemandWorkload {
 
   /** Idle: keep the state in a snapshot for a fast next start, then stop. */
   private async sleep(): Promise<void> {
-    const process = this.manager.process(this.definition.name);
-    if (!process || this.active.size > 0 || this.starting) return;
+    const guest = this.manager.guest(this.definition.name);
+    if (!guest || this.active.size > 0 || this.starting) return;
     try {
-      if (this.definition.onDemand.snapshot) await process.saveSnapshot(this.snapshot);
+      if (this.definition.onDemand.snapshot) await guest.snapshot(this.snapshot);
     } catch (error) {
       rmSync(this.snapshot, { force: true });
       this.log.warn({ workload: this.definition.name, err: (error as Error).message }, 'snapshot failed; the next start boots cold');
@@ -143,6 +155,7 @@ export class OnDemandWorkload {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearTimeout(this.idleTimer);
     for (const socket of this.active) socket.destroy();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));

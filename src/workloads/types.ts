@@ -1,4 +1,4 @@
-/** What the workload modules share: an image as its manifest describes it, and a running QEMU as the runtime exposes it. */
+/** What the workloads code shares about images: a manifest as it describes an image, and the image's artifacts on this host. */
 
 export type Architecture = 'x86_64' | 'aarch64';
 export type ArtifactRole = 'kernel' | 'initrd' | 'disk';

@@ -5,7 +5,7 @@
  * seeded and operator-set desired values written to the peripheral, the peripheral vanishing and
  * coming back. Records what the agent's API and CLI and the peripheral saw; the host checks it.
  */
-import type { DeviceDetail } from '../../../src/api/server.js';
+import type { DeviceDetail } from '../../../src/twin/routes.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

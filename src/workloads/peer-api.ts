@@ -1,0 +1,71 @@
+/**
+ * The peer API, served over the pinned mutual-TLS channel to configured peers only; each route's
+ * context is the peer that asks:
+ *   POST /v1/migrations                  an offer: fetch, verify, start a guest waiting for the stream
+ *   POST /v1/migrations/{id}/confirm     the source completed: the guest is ours once it runs
+ *   POST /v1/migrations/{id}/abort       the source gave up
+ *   GET  /v1/migrations/{id}/stream      (Upgrade) the migration stream itself, as raw bytes
+ *   GET  /v1/artifacts/{sha256}          an artifact of one of this agent's images
+ *   POST /v1/workloads/{name}/return     the peer wants back a workload it sent here
+ *   GET  /v1/workloads                   the workloads here
+ */
+import { createReadStream } from 'node:fs';
+import { AgentError } from '../errors.js';
+import { Streamed } from '../http/router.js';
+import type { WorkloadManager, WorkloadView } from './manager.js';
+import { migrationConfirmation, migrationOffer, type IncomingMigrations } from './migrate-in.js';
+import type { Acceptance, MigrationResult, OutgoingMigrations } from './migrate-out.js';
+import type { PeerRoute, PeerStreamHandler } from './peers.js';
+
+/** The one path served as a raw stream: the migration's bytes after the Upgrade. */
+const MIGRATION_STREAM = /^\/v1\/migrations\/([0-9a-f-]{36})\/stream$/;
+
+export interface PeerApiParts {
+  manager: WorkloadManager;
+  incoming: IncomingMigrations;
+  outgoing: OutgoingMigrations;
+}
+
+export function peerRoutes({ manager, incoming, outgoing }: PeerApiParts): PeerRoute[] {
+  return [
+    { method: 'POST', path: '/v1/migrations', handle: async ({ context: peer, body }): Promise<Acceptance> => incoming.accept(peer, await body(migrationOffer)) },
+    { method: 'POST', path: '/v1/migrations/:id/confirm', handle: async ({ params, body }) => incoming.confirm(params.id!, await body(migrationConfirmation)) },
+    {
+      method: 'POST',
+      path: '/v1/migrations/:id/abort',
+      handle: async ({ params, context: peer }) => {
+        await incoming.abort(params.id!, `${peer.name} aborted it`);
+        return {};
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/artifacts/:sha256',
+      handle: ({ params }) => {
+        const artifact = manager.artifact(params.sha256!);
+        if (!artifact) throw new AgentError(404, `no artifact ${params.sha256} here`);
+        return new Streamed(createReadStream(artifact.path), artifact.size);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/workloads/:name/return',
+      handle: async ({ params, context: peer }): Promise<MigrationResult> => {
+        const name = params.name!;
+        if (manager.record(name)?.origin !== `peer:${peer.name}`) throw new AgentError(403, `workload ${name} did not come from ${peer.name}`);
+        const result = await outgoing.migrate(name, peer.name);
+        manager.remove(name);
+        return result;
+      },
+    },
+    { method: 'GET', path: '/v1/workloads', handle: (): { workloads: WorkloadView[] } => ({ workloads: manager.list() }) },
+  ];
+}
+
+export function peerStream(incoming: IncomingMigrations): PeerStreamHandler {
+  return ({ path }, socket) => {
+    const id = MIGRATION_STREAM.exec(path)?.[1];
+    if (id) incoming.stream(id, socket);
+    else socket.destroy();
+  };
+}
