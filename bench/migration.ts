@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseImageManifest } from '../src/workloads/image.js';
-import { qemuArgs } from '../src/workloads/qemu.js';
+import { qemuArgs } from '../src/workloads/qemu/args.js';
 import { tempDir } from '../test/helpers/agent.js';
 import { freePort } from '../test/helpers/mosquitto.js';
 import { spawnAgent, type AgentProcess } from './lib/agent-process.js';

@@ -6,21 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TransportPool } from '../src/mapperhost/transports.js';
+import type { DeviceDetail } from '../src/twin/routes.js';
+import type { MsgTwin } from '../src/twin/types.js';
 import { DEMO_PROFILES, startTestAgent, TEST_PROFILES, type TestAgent } from './helpers/agent.js';
 import { sleep, waitFor } from './helpers/wait.js';
-
-interface TwinEntry {
-  expected?: { value: string; metadata: { timestamp: number } };
-  actual?: { value: string; metadata: { timestamp: number } };
-  metadata?: { type?: string };
-}
-
-interface DeviceDetail {
-  id: string;
-  state: string;
-  twin: Record<string, TwinEntry>;
-  delta: Record<string, string>;
-}
 
 describe('mapper host with the virtual mapper (demo profiles)', () => {
   let agent: TestAgent;
@@ -75,7 +64,7 @@ describe('mapper host with the virtual mapper (demo profiles)', () => {
 
     const response = await setDesired('default/led-01', { power: 'ON' });
     expect(response.status).toBe(200);
-    const body = (await response.json()) as { twin: Record<string, TwinEntry> };
+    const body = (await response.json()) as { twin: Record<string, MsgTwin> };
     expect(body.twin.power?.expected?.value).toBe('ON');
 
     const led = await waitFor('the LED to report ON with no delta left', async () => {

@@ -31,6 +31,7 @@ import {
   type ModbusTcpServer,
 } from './helpers/modbus.js';
 import { waitFor } from './helpers/wait.js';
+import type { DeviceDetail } from '../src/twin/routes.js';
 
 // ---- manifests ---------------------------------------------------------------------------
 
@@ -105,14 +106,6 @@ function profiles(docs: Array<Record<string, unknown>>): string {
 
 // ---- API --------------------------------------------------------------------------------
 
-interface DeviceDetail {
-  id: string;
-  state: string;
-  reason?: string;
-  twin: Record<string, { expected?: { value: string }; actual?: { value: string } }>;
-  delta: Record<string, string>;
-}
-
 async function detail(agent: TestAgent, id: string): Promise<DeviceDetail> {
   const response = await fetch(`${agent.apiUrl}/api/v1/devices/${id}`);
   if (response.status !== 200) throw new Error(`GET ${id}: ${response.status}`);
@@ -121,7 +114,7 @@ async function detail(agent: TestAgent, id: string): Promise<DeviceDetail> {
 
 async function reported(agent: TestAgent, id: string): Promise<Record<string, string>> {
   const d = await detail(agent, id);
-  return Object.fromEntries(Object.entries(d.twin).flatMap(([k, t]) => (t.actual ? [[k, t.actual.value]] : [])));
+  return Object.fromEntries(Object.entries(d.twin).flatMap(([k, t]) => (t.actual?.value !== undefined ? [[k, t.actual.value]] : [])));
 }
 
 async function setDesired(agent: TestAgent, id: string, values: Record<string, string>): Promise<void> {

@@ -15,12 +15,7 @@ import { startTestAgent, tempDir, type TestAgent } from './helpers/agent.js';
 import { connectClient } from './helpers/mqtt.js';
 import { freePort, mosquittoPub, mosquittoSub, startMosquitto, type MosquittoBroker } from './helpers/mosquitto.js';
 import { waitFor } from './helpers/wait.js';
-
-interface DeviceDetail {
-  state: string;
-  twin: Record<string, { actual?: { value: string } }>;
-  delta: Record<string, string>;
-}
+import type { DeviceDetail } from '../src/twin/routes.js';
 
 const PLUG_MODEL = `
 apiVersion: devices.kubeedge.io/v1beta1

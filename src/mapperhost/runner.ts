@@ -250,10 +250,7 @@ export class DeviceRunner {
     const record = this.twins.get(this.device.id);
     if (!record || this.stopped) return;
     if (state === 'online') this.reconnectMs = 1000;
-    if (record.state === state) {
-      record.stateReason = reason;
-      return;
-    }
+    if (record.state === state) return this.twins.setStateReason(this.device.id, reason);
     this.twins.setState(this.device.id, state, 'mapper', reason);
   }
 }

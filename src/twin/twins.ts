@@ -320,6 +320,12 @@ export class Twins {
     return device;
   }
 
+  /** Why the device is in its state now, when the state stays the same (a new error while offline); kept in memory only, not a change. */
+  setStateReason(deviceId: string, reason: string | undefined): void {
+    const device = this.devices.get(deviceId);
+    if (device) device.stateReason = reason;
+  }
+
   /** Committed twin changes, in commit order. */
   onChange(listener: (change: TwinChange) => void): Remove {
     this.events.on('changed', listener);
