@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawnAgent } from './lib/agent-process.js';
+import { spawnAgent } from '../test/support/agent-process.js';
 import { writeBenchProfiles } from './lib/profiles.js';
 import { report, round } from './lib/report.js';
 

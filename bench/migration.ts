@@ -12,9 +12,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseImageManifest } from '../src/workloads/image.js';
 import { qemuArgs } from '../src/workloads/qemu/args.js';
-import { tempDir } from '../test/helpers/agent.js';
-import { freePort } from '../test/helpers/mosquitto.js';
-import { spawnAgent, type AgentProcess } from './lib/agent-process.js';
+import { tempDir } from '../test/support/agent.js';
+import { freePort } from '../test/support/ports.js';
+import { spawnAgent, type AgentProcess } from '../test/support/agent-process.js';
 import { median, report, round } from './lib/report.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

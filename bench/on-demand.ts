@@ -7,9 +7,9 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir } from '../test/helpers/agent.js';
-import { freePort } from '../test/helpers/mosquitto.js';
-import { spawnAgent } from './lib/agent-process.js';
+import { tempDir } from '../test/support/agent.js';
+import { freePort } from '../test/support/ports.js';
+import { spawnAgent } from '../test/support/agent-process.js';
 import { median, report, round } from './lib/report.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { spawnAgent } from './lib/agent-process.js';
+import { spawnAgent } from '../test/support/agent-process.js';
 import { writeBenchProfiles } from './lib/profiles.js';
 import { median, report, round } from './lib/report.js';
 

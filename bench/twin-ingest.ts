@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
-import { agentNodeFlags, spawnAgent } from './lib/agent-process.js';
+import { agentNodeFlags, spawnAgent } from '../test/support/agent-process.js';
 import { deviceName, propertyName, writeBenchProfiles } from './lib/profiles.js';
 import { median, report, round } from './lib/report.js';
 

@@ -4,31 +4,13 @@
  */
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer, connect, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, NODE_NAME, tempDir } from './helpers/agent.js';
+import { CLI, NODE_NAME, tempDir } from './support/agent.js';
+import { accepts, freePort } from './support/ports.js';
 
 function listen(server: Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-/** A free port: bound, then released. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  const port = await listen(server);
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(true));
-  });
 }
 
 describe('agent start', () => {
@@ -52,6 +34,6 @@ describe('agent start', () => {
     expect(code).not.toBe(0);
     expect(stderr).toContain(`127.0.0.1:${apiPort} is already in use`);
     expect(elapsed).toBeLessThan(2000);
-    expect(await refused(mqttPort)).toBe(true);
+    expect(await accepts(mqttPort)).toBe(false);
   });
 });

@@ -5,8 +5,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, spawnAgent, tempDir, TEST_PROFILES, type AgentProcess } from './helpers/agent.js';
-import { freePort } from './helpers/mosquitto.js';
+import { CLI, spawnAgent, tempDir, TEST_PROFILES, type AgentProcess } from './support/agent.js';
+import { freePort } from './support/ports.js';
 
 interface CliResult {
   code: number | null;

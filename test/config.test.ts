@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { envOverrides, resolveConfig, type Config } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
-import { tempDir } from './helpers/agent.js';
-import { thrown } from './helpers/errors.js';
+import { tempDir } from './support/agent.js';
+import { thrown } from './support/errors.js';
 import { wifiConfig } from '../src/wifi/config.js';
 
 // The default node name comes from the host name, made a DNS-1123 name.

@@ -6,8 +6,8 @@
 import { rmSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnAgent, tempDir, TEST_PROFILES, type AgentProcess } from './helpers/agent.js';
-import { connectClient } from './helpers/mqtt.js';
+import { spawnAgent, tempDir, TEST_PROFILES, type AgentProcess } from './support/agent.js';
+import { connectClient } from './support/mqtt.js';
 
 const DEVICE = 'default/sensor-01';
 const PUBLISHERS = 4;

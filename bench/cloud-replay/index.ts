@@ -10,9 +10,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { BeehiveMessage } from '../../src/cloud/message.js';
-import { deviceMessage, deviceModelMessage, startCloudHub } from '../../test/cloudhub/server.js';
-import { tempDir } from '../../test/helpers/agent.js';
-import { agentNodeFlags } from '../lib/agent-process.js';
+import { deviceMessage, deviceModelMessage, startCloudHub } from '../../test/support/cloudhub/server.js';
+import { tempDir } from '../../test/support/agent.js';
+import { agentNodeFlags } from '../../test/support/agent-process.js';
 import { report, round } from '../lib/report.js';
 import { DEVICES, PROPERTIES, type WorkerCommand } from './traffic.js';
 

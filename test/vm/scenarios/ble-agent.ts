@@ -9,7 +9,7 @@ import type { DeviceDetail } from '../../../src/twin/routes.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnAgent, type AgentProcess } from '../../../bench/lib/agent-process.js';
+import { spawnAgent, type AgentProcess } from '../../support/agent-process.js';
 import { agentEnv, BleTestbed, IO_DATA, SENSOR_HCI, TEMPERATURE_CONFIG, TEMPERATURE_DATA, IO_CONFIG, type AtcReading } from '../ble-testbed.js';
 import { startScenario, writeResult } from '../scenario.js';
 

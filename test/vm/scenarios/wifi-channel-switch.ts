@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import mqtt from 'mqtt';
-import { spawnAgent } from '../../../bench/lib/agent-process.js';
+import { spawnAgent } from '../../support/agent-process.js';
 import type { WifiState } from '../../../src/wifi/state.js';
 import { startScenario, writeResult } from '../scenario.js';
 import { WifiTestbed } from '../wifi-testbed.js';

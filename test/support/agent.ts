@@ -1,0 +1,57 @@
+/** Starting agents for tests: in-process (for protocol tests) or as a child process (for kill -9). */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnAgent as spawnAgentProcess, type AgentProcess } from './agent-process.js';
+import { startAgent, type Agent } from '../../src/agent.js';
+import { resolveConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+
+export const ROOT = new URL('../../', import.meta.url).pathname;
+export const TEST_PROFILES = join(ROOT, 'test/fixtures/profiles');
+export const DEMO_PROFILES = join(ROOT, 'device-profiles/demo');
+export const CLI = join(ROOT, 'dist/src/cli.js');
+export const NODE_NAME = 'test-node';
+export type { AgentProcess };
+
+export function tempDir(prefix = 'edge-agent-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface TestAgent {
+  agent: Agent;
+  mqttUrl: string;
+  apiUrl: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestAgent(options: { profiles?: string[]; dataDir?: string; mqttUrl?: string; maxPayloadBytes?: number } = {}): Promise<TestAgent> {
+  const dataDir = options.dataDir ?? tempDir();
+  const config = resolveConfig({
+    flags: {
+      node: NODE_NAME,
+      dataDir,
+      profiles: options.profiles ?? [TEST_PROFILES],
+      mqtt: { port: 0, url: options.mqttUrl, ...(options.maxPayloadBytes ? { maxPayloadBytes: options.maxPayloadBytes } : {}) },
+      api: { port: 0 },
+      log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
+    },
+  });
+  const agent = await startAgent(config, createLogger(config.log.level));
+  return {
+    agent,
+    mqttUrl: agent.bus.url,
+    apiUrl: `http://127.0.0.1:${agent.apiPort}`,
+    dataDir,
+    async stop() {
+      await agent.stop();
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Spawns `edge-agent start` for this test node and resolves once it logs "agent ready". */
+export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): Promise<AgentProcess> {
+  return spawnAgentProcess(['--node', NODE_NAME, ...args], { env, cli: CLI });
+}
