@@ -32,7 +32,7 @@ export async function footprint(): Promise<void> {
     }
     const rss = rssMb(agent.child.pid!);
     const baseline = rssMb(bare.pid!);
-    const twin = (await (await fetch(`${agent.apiUrl}/api/v1/devices/default/bench-000/twin`)).json()) as Record<string, { actual_version?: { edge: number } }>;
+    const twin = (await (await agent.api('/api/v1/devices/default/bench-000/twin')).json()) as Record<string, { actual_version?: { edge: number } }>;
     report('footprint', {
       devices: DEVICES,
       properties: DEVICES * PROPERTIES,

@@ -105,7 +105,7 @@ async function agentPair(): Promise<{ edge: AgentProcess; meta: AgentProcess }> 
 }
 
 async function call<T>(agent: AgentProcess, method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`${agent.apiUrl}/api/v1/workloads${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await agent.api(`/api/v1/workloads${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
   const json = (await response.json()) as T & { reason?: string };
   if (!response.ok) throw new Error(`${method} ${path}: ${json.reason}`);
   return json;

@@ -42,7 +42,7 @@ export async function onDemand(): Promise<void> {
   };
   writeFileSync(join(data, 'agent.json'), JSON.stringify({ workloads, runDir }));
   const agent = await spawnAgent(['--config', join(data, 'agent.json'), '--data', data, '--profiles', tempDir(), '--node', 'bench']);
-  const state = async () => ((await (await fetch(`${agent.apiUrl}/api/v1/workloads/web`)).json()) as { state: string }).state;
+  const state = async () => ((await (await agent.api('/api/v1/workloads/web')).json()) as { state: string }).state;
   const idle = async () => {
     while ((await state()) !== 'idle') await new Promise((resolve) => setTimeout(resolve, 100));
   };

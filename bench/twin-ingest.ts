@@ -1,14 +1,20 @@
 /**
  * twin-ingest: several MQTT clients publish twin updates (one property each) for 100 devices ×
- * 10 properties through the agent's embedded broker into the SQLite twin, at QoS 0 and QoS 1.
- * Baseline, same clients and messages: a bare aedes broker delivering them to one subscriber.
+ * 10 properties through the agent's embedded broker into the SQLite twin, at QoS 0 and QoS 1,
+ * logged in as a user bound to those devices, so the access rules run on every publish (ACLs
+ * on); and at QoS 0 as anonymous clients on loopback, where only the rules for every client run
+ * (ACLs off). Baseline, same clients and messages: a bare aedes broker delivering them to one
+ * subscriber.
  */
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { agentNodeFlags, spawnAgent } from '../test/support/agent-process.js';
+import type { ApiFetch } from '../test/support/api.js';
+import { hashPassword } from '../src/bus/passwords.js';
 import { deviceName, propertyName, writeBenchProfiles } from './lib/profiles.js';
 import { median, report, round } from './lib/report.js';
 
@@ -28,8 +34,19 @@ function payload(i: number): string {
   return `{"event_id":"e${i}","timestamp":${Date.now()},"twin":{"${key}":{"actual":{"value":"${(i % 1000) / 10}"},"metadata":{"type":"float"}}}}`;
 }
 
-async function connectAll(url: string): Promise<MqttClient[]> {
-  return Promise.all(Array.from({ length: CLIENTS }, (_, c) => mqtt.connectAsync(url, { clientId: `bench-${c}-${process.pid}`, reconnectPeriod: 0 })));
+const USER = { username: 'bench-mapper', password: 'bench password' };
+
+/** An agent config with one user, bound to every bench device, as a mapper serving them would be. */
+async function writeUsersConfig(dir: string): Promise<string> {
+  const file = join(dir, 'users.yaml');
+  const devices = Array.from({ length: DEVICES }, (_, d) => `default/${deviceName(d)}`);
+  const user = { username: USER.username, passwordHash: await hashPassword(USER.password), devices };
+  writeFileSync(file, `mqtt:\n  users: [${JSON.stringify(user)}]\n`);
+  return file;
+}
+
+async function connectAll(url: string, login: { username?: string; password?: string } = {}): Promise<MqttClient[]> {
+  return Promise.all(Array.from({ length: CLIENTS }, (_, c) => mqtt.connectAsync(url, { clientId: `bench-${c}-${process.pid}`, reconnectPeriod: 0, ...login })));
 }
 
 /** Publishes UPDATES messages spread over the clients; `done` resolves when the far side has them all. */
@@ -56,22 +73,24 @@ async function agentCaughtUp(clients: MqttClient[]): Promise<void> {
   await Promise.all(clients.map((client) => client.publishAsync(topic(0), payload(0), { qos: 1 })));
 }
 
-async function sumActualVersions(apiUrl: string): Promise<number> {
+async function sumActualVersions(api: ApiFetch): Promise<number> {
   let sum = 0;
   for (let d = 0; d < DEVICES; d++) {
-    const twin = (await (await fetch(`${apiUrl}/api/v1/devices/default/${deviceName(d)}/twin`)).json()) as Record<string, { actual_version?: { edge: number } }>;
+    const twin = (await (await api(`/api/v1/devices/default/${deviceName(d)}/twin`)).json()) as Record<string, { actual_version?: { edge: number } }>;
     for (const t of Object.values(twin)) sum += t.actual_version?.edge ?? 0;
   }
   return sum;
 }
 
-async function agentRun(qos: 0 | 1, profiles: string, dataDir: string): Promise<{ rate: number; applied: number }> {
-  const agent = await spawnAgent(['--profiles', profiles, '--data', dataDir, '--node', 'bench']);
+/** One agent run; with `usersConfig` the clients log in as the bound user (ACLs on), else anonymously on loopback. */
+async function agentRun(qos: 0 | 1, profiles: string, dataDir: string, usersConfig?: string): Promise<{ rate: number; applied: number }> {
+  const config = usersConfig ? ['--config', usersConfig] : [];
+  const agent = await spawnAgent(['--profiles', profiles, '--data', dataDir, '--node', 'bench', ...config]);
   try {
-    const clients = await connectAll(agent.mqttUrl);
-    const before = await sumActualVersions(agent.apiUrl);
+    const clients = await connectAll(agent.mqttUrl, usersConfig ? USER : {});
+    const before = await sumActualVersions(agent.api);
     const seconds = await publishAll(clients, qos, () => (qos === 0 ? agentCaughtUp(clients) : Promise.resolve()));
-    const applied = (await sumActualVersions(agent.apiUrl)) - before - (qos === 0 ? CLIENTS : 0);
+    const applied = (await sumActualVersions(agent.api)) - before - (qos === 0 ? CLIENTS : 0);
     await Promise.all(clients.map((c) => c.endAsync()));
     return { rate: UPDATES / seconds, applied };
   } finally {
@@ -108,19 +127,25 @@ export async function twinIngest(): Promise<void> {
   const profiles = writeBenchProfiles(DEVICES, PROPERTIES, 'bench');
   const dataDir = writeBenchProfiles(0, 0, 'none');
   try {
+    const usersConfig = await writeUsersConfig(dataDir);
     const bare: number[] = [];
     const qos0: number[] = [];
     const qos1: number[] = [];
+    const qos0AclOff: number[] = [];
     let applied0 = 0;
     let applied1 = 0;
+    let applied0AclOff = 0;
     for (let r = 0; r < ROUNDS; r++) {
       bare.push(await bareRun());
-      const run0 = await agentRun(0, profiles, dataDir);
-      const run1 = await agentRun(1, profiles, dataDir);
+      const run0 = await agentRun(0, profiles, dataDir, usersConfig);
+      const run1 = await agentRun(1, profiles, dataDir, usersConfig);
+      const run0AclOff = await agentRun(0, profiles, dataDir);
       qos0.push(run0.rate);
       qos1.push(run1.rate);
+      qos0AclOff.push(run0AclOff.rate);
       applied0 += run0.applied;
       applied1 += run1.applied;
+      applied0AclOff += run0AclOff.applied;
     }
     report('twin-ingest', {
       updates: UPDATES,
@@ -128,10 +153,13 @@ export async function twinIngest(): Promise<void> {
       clients: CLIENTS,
       updates_per_s_qos0: Math.round(median(qos0)),
       updates_per_s_qos1: Math.round(median(qos1)),
+      updates_per_s_qos0_acl_off: Math.round(median(qos0AclOff)),
       bare_aedes_per_s: Math.round(median(bare)),
       ratio_vs_bare: round(median(qos0.map((q, i) => q / bare[i]!)), 2),
+      ratio_acl_on_vs_off: round(median(qos0.map((q, i) => q / qos0AclOff[i]!)), 2),
       lost_qos0: UPDATES * ROUNDS - applied0,
       lost_qos1: UPDATES * ROUNDS - applied1,
+      lost_qos0_acl_off: UPDATES * ROUNDS - applied0AclOff,
     });
   } finally {
     rmSync(profiles, { recursive: true, force: true });

@@ -3,7 +3,6 @@
  * list from the config, and starts them (lifecycle.ts rolls back in reverse when one fails).
  * No domain logic here: what a module does lives in its folder.
  */
-import { join } from 'node:path';
 import { builtinMappers } from '../mappers/index.js';
 import { healthRoutes } from './api/health.js';
 import { ApiServer } from './api/server.js';
@@ -20,8 +19,11 @@ import type { Logger } from './log.js';
 import { MapperHost } from './mapperhost/host.js';
 import { validateVisitors } from './mapperhost/validate.js';
 import type { Module } from './module.js';
+import { twinDatabase } from './paths.js';
+import { makeDataDirPrivate, makeRunDirPrivate } from './private-dirs.js';
 import { TelemetryModule } from './telemetry/index.js';
 import { twinRoutes } from './twin/routes.js';
+import { watchFailingWrites } from './twin/failing-writes.js';
 import { TwinStore } from './twin/store.js';
 import { Twins } from './twin/twins.js';
 import { Wifi } from './wifi/wifi.js';
@@ -45,13 +47,17 @@ export interface Agent {
 
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const started = performance.now();
-  const db = new Database(join(config.dataDir, 'twin.db'));
-  const twins = new Twins(new TwinStore(db, config.twin.historySize), (error) => log.error({ err: error }, 'twin listener failed'));
+  // Private whether or not the process umask is (cli.ts sets 077; an agent started in-process keeps its host's).
+  makeDataDirPrivate(config.dataDir);
+  makeRunDirPrivate(config.runDir);
+  const db = new Database(twinDatabase(config.dataDir), { synchronous: config.twin.synchronous, log });
+  const twins = new Twins(new TwinStore(db, config.twin.historySize), (error) => log.error({ err: error }, 'twin listener failed'), config.twin);
+  watchFailingWrites({ twins, db, log });
   const catalog = new DeviceCatalog({ profiles: config.profiles, node: config.node, twins, validate: (loaded) => validateVisitors(loaded, builtinMappers), log });
   // The mqtt client is loaded only for an external broker: on a 1 GB gateway every MB counts.
   const bus: Bus = config.mqtt.url
     ? new (await import('./bus/external.js')).ExternalBus(config.mqtt.url, `edge-agent-${config.node}`, log)
-    : new EmbeddedBus({ host: config.mqtt.host, port: config.mqtt.port, log });
+    : new EmbeddedBus({ config: config.mqtt, log });
   const wifi = new Wifi({ config: config.wifi, node: config.node, runDir: config.runDir, bus, log });
   const telemetry = new TelemetryModule({ wifi, log });
   // Loaded only when enabled: WebSocket, TLS and certificate code cost memory.
@@ -76,13 +82,13 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     new MapperHost({ mappers: builtinMappers, twins, catalog, bus, log }),
   ];
   const routes = [
-    ...healthRoutes(config.node, bus),
+    ...healthRoutes(config.node, bus, db),
     ...twinRoutes(twins),
     ...(cloud ? [] : cloudDisabledRoutes),
     ...(workloads ? [] : workloadsDisabledRoutes),
     ...modules.flatMap((module) => module.routes ?? []),
   ];
-  const api = new ApiServer({ host: config.api.host, port: config.api.port, routes, log });
+  const api = new ApiServer({ config: config.api, dataDir: config.dataDir, routes, log });
   modules.push(api);
 
   let running;
@@ -99,6 +105,8 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
       node: config.node,
       mqtt: bus.url,
       api: `http://${config.api.host}:${api.port}`,
+      apiSocket: config.api.socket,
+      apiTokenFile: api.tokenFile,
       cloud: config.cloud.enabled ? config.cloud.server : undefined,
       workloads: workloads?.endpoint(),
       devices: catalog.current.devices.size,

@@ -9,8 +9,10 @@ import type { DeviceSummary, TwinView } from './twin/routes.js';
 import type { WifiReport } from './wifi/wifi.js';
 import type { WorkloadList } from './workloads/index.js';
 import { parseArgs } from 'node:util';
-import { ApiClient, ApiClientError } from './api/client.js';
-import { resolveConfig } from './config.js';
+import { ApiClient, ApiClientError, type ApiToken } from './api/client.js';
+import { API_TOKEN_VARIABLE } from './api/config.js';
+import { apiTokenFile, readApiToken } from './api/token.js';
+import { resolveConfig, type Config } from './config.js';
 import { ConfigError } from './errors.js';
 import { formatError, loadCatalog } from './devices/load.js';
 import { validateVisitors } from './mapperhost/validate.js';
@@ -23,6 +25,7 @@ Commands:
         [--api-port N] [--node NAME] [--log-level LEVEL]
                                   run the agent (embedded MQTT broker, SQLite twin, mappers)
   validate PATH...                check Device/DeviceModel manifests (files or directories)
+  passwd                          read a password on stdin, print its hash for mqtt.users[].passwordHash
   devices                         list the devices of a running agent
   twin get NS/NAME                show a device's twin (desired and reported values)
   twin set NS/NAME PROPERTY VALUE set a desired value
@@ -36,7 +39,9 @@ Commands:
   workloads identity              this agent's peer certificate fingerprint (for the peers' config)
   help                            this text
 
-Client commands take --api URL (default: the local agent) and --json.
+Client commands take --api URL or --api unix:PATH (default: the configured address), --json,
+and the API token: --token TOKEN (other users see it in ps), else EDGE_AGENT_TOKEN, else the
+agent's own, read from api-token in --data DIR (default: the configured data dir).
 Environment: EDGE_AGENT_<SECTION>__<KEY> overrides the config file, e.g. EDGE_AGENT_MQTT__PORT=1884.`;
 
 class UsageError extends Error {}
@@ -51,6 +56,7 @@ const options = {
   node: { type: 'string' },
   'log-level': { type: 'string' },
   api: { type: 'string' },
+  token: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -79,6 +85,9 @@ function config(values: Values) {
 }
 
 async function start(values: Values): Promise<void> {
+  // Every file the agent makes is its user's alone (databases, keys, snapshots, consoles, sockets):
+  // also those that libraries and child processes (SQLite, QEMU, wpa_supplicant) create.
+  process.umask(0o077);
   const { createLogger, flushLogs } = await import('./log.js');
   const { startAgent } = await import('./agent.js');
   const cfg = config(values);
@@ -125,10 +134,24 @@ function validate(paths: string[]): number {
   return errors.length === 0 ? 0 : 1;
 }
 
+/** The API at --api, else at the configured address; the config is read only when a flag leaves something to it. */
 function client(values: Values): ApiClient {
-  if (values.api) return new ApiClient(values.api);
-  const { api } = config(values);
-  return new ApiClient(`http://${api.host}:${api.port}`);
+  let configured: Config | undefined;
+  const cfg = () => (configured ??= config(values));
+  return new ApiClient(values.api ?? `http://${cfg().api.host}:${cfg().api.port}`, apiToken(values, cfg));
+}
+
+/** --token, else EDGE_AGENT_TOKEN, else the token the agent made in its data dir: on the gateway, as the agent's user, no flag is needed. */
+function apiToken(values: Values, cfg: () => Config): ApiToken {
+  if (values.token !== undefined) return { value: values.token.trim(), source: 'token from --token' };
+  const fromEnv = process.env[API_TOKEN_VARIABLE];
+  if (fromEnv !== undefined) return { value: fromEnv.trim(), source: `token from ${API_TOKEN_VARIABLE}` };
+  const file = apiTokenFile(cfg().dataDir);
+  try {
+    return { value: readApiToken(file), source: `token read from ${file}` };
+  } catch (error) {
+    return { source: `no token: cannot read ${file} (${(error as NodeJS.ErrnoException).code}); --token, ${API_TOKEN_VARIABLE} or --data DIR give one` };
+  }
 }
 
 function deviceRef(ref: string | undefined): string {
@@ -258,6 +281,8 @@ async function main(argv: string[]): Promise<number> {
     case 'start':
       await start(values);
       return -1;
+    case 'passwd':
+      return (await import('./bus/passwd.js')).passwd(process.stdin);
     case 'validate':
       return validate(rest);
     case 'devices':

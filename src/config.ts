@@ -7,22 +7,26 @@ import { hostname } from 'node:os';
 import yaml from 'js-yaml';
 import * as v from 'valibot';
 import { ConfigError } from './errors.js';
+import { SYNCHRONOUS_MODES } from './db/synchronous.js';
+import { defaultRunDir } from './paths.js';
 import { parseWith } from './schema.js';
+import { apiSection, API_TOKEN_VARIABLE } from './api/config.js';
+import { mqttSection } from './bus/config.js';
 import { cloudSection } from './cloud/config.js';
 import { wifiSection } from './wifi/config.js';
 import { workloadsSection } from './workloads/config.js';
 
-const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
-
-const mqttSection = v.strictObject({
-  host: v.optional(v.string(), '127.0.0.1'),
-  port: v.optional(port, 1883),
-  /** An external broker (`mqtt://host:1883`) instead of the embedded one. */
-  url: v.optional(v.pipe(v.string(), v.url())),
-  maxPayloadBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 64 * 1024),
+const twinSection = v.strictObject({
+  historySize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)), 100),
+  /** Properties a device may have beyond its DeviceModel's (KubeEdge adds unknown keys); an update that would add more is refused. */
+  maxExtraProperties: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(10_000)), 32),
+  /** How long a deleted property not in the DeviceModel is kept (as a `deleted` tombstone) before it is purged. */
+  tombstoneTtlMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1000)), 24 * 60 * 60 * 1000),
+  /** The largest twin a `twin/get` answer carries; a larger one is answered 413. */
+  maxGetBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1024)), 256 * 1024),
+  /** When twin.db syncs to the disk: `full`, acknowledged writes survive a power cut; `normal`, faster, they may not (src/db/database.ts). */
+  synchronous: v.optional(v.picklist(SYNCHRONOUS_MODES), 'full'),
 });
-const apiSection = v.strictObject({ host: v.optional(v.string(), '127.0.0.1'), port: v.optional(port, 9180) });
-const twinSection = v.strictObject({ historySize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)), 100) });
 const logSection = v.strictObject({ level: v.optional(v.picklist(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info') });
 
 /** Unknown keys are refused; a missing section takes its defaults. */
@@ -40,8 +44,8 @@ export const configSchema = v.strictObject({
   wifi: v.optional(wifiSection, {}),
   cloud: v.optional(cloudSection, {}),
   workloads: v.optional(workloadsSection, {}),
-  /** Control sockets and helper scripts (wpa_supplicant, DHCP); unix socket paths must stay short. */
-  runDir: v.optional(v.string(), () => (process.getuid?.() === 0 ? '/run/edge-agent' : `/tmp/edge-agent-${process.getuid?.() ?? 0}`)),
+  /** Control sockets and helper scripts (wpa_supplicant, DHCP), private to the agent's user; unix socket paths must stay short. */
+  runDir: v.optional(v.string(), () => defaultRunDir(process.getuid?.(), process.env)),
 });
 
 export type Config = v.InferOutput<typeof configSchema>;
@@ -58,7 +62,7 @@ function camel(segment: string): string {
 export function envOverrides(env: NodeJS.ProcessEnv): Tree {
   const tree: Tree = {};
   for (const [key, raw] of Object.entries(env)) {
-    if (!key.startsWith(ENV_PREFIX) || raw === undefined) continue;
+    if (!key.startsWith(ENV_PREFIX) || key === API_TOKEN_VARIABLE || raw === undefined) continue;
     const path = key.slice(ENV_PREFIX.length).split('__').map(camel);
     let node = tree;
     for (const segment of path.slice(0, -1)) {
@@ -72,7 +76,8 @@ export function envOverrides(env: NodeJS.ProcessEnv): Tree {
   return tree;
 }
 
-function merge(base: Tree, override: Tree): Tree {
+/** `override` laid over `base`, sections merged key by key; an `undefined` value keeps the base's. */
+export function merge(base: Tree, override: Tree): Tree {
   const out: Tree = { ...base };
   for (const [key, value] of Object.entries(override)) {
     if (value === undefined) continue;

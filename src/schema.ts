@@ -34,3 +34,6 @@ export function parseOrThrow<S extends v.GenericSchema>(schema: S, input: unknow
   if (parsed.ok) return parsed.value;
   throw new ConfigError(`${where}: ${parsed.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
 }
+
+/** A TCP port to listen on; 0 picks a free one. */
+export const portNumber = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));

@@ -1,9 +1,11 @@
 /**
  * The CLI's client commands against a running agent: `edge-agent start` as a child process
- * (spawnAgent), and `node dist/src/cli.js …` as another. Needs `npx tsc -p tsconfig.json`.
+ * (spawnAgent), and `node dist/src/cli.js …` as another, finding the API token itself (in the
+ * agent's data dir) or given it. Needs `npx tsc -p tsconfig.json`.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, spawnAgent, tempDir, TEST_PROFILES, type AgentProcess } from './support/agent.js';
 import { freePort } from './support/ports.js';
@@ -14,9 +16,9 @@ interface CliResult {
   stderr: string;
 }
 
-/** Runs `node dist/src/cli.js ...args` to completion; never rejects on a non-zero exit. */
-function cli(...args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs `node dist/src/cli.js ...args` to completion, with `env` added to the environment; never rejects on a non-zero exit. */
+function cliWith(env: NodeJS.ProcessEnv, ...args: string[]): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -34,15 +36,21 @@ function cli(...args: string[]): Promise<CliResult> {
   });
 }
 
+const cli = (...args: string[]) => cliWith({}, ...args);
+
 describe('edge-agent CLI client commands', () => {
   let agent: AgentProcess;
   let api: string;
+  /** The agent and its data dir, where the CLI reads the token. */
+  let client: string[];
   const dataDir = tempDir();
+  const socket = join(dataDir, 'api.sock');
 
   beforeAll(async () => {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npx tsc -p tsconfig.json first`);
-    agent = await spawnAgent(['--profiles', TEST_PROFILES, '--data', dataDir]);
+    agent = await spawnAgent(['--profiles', TEST_PROFILES, '--data', dataDir], { EDGE_AGENT_API__SOCKET: socket });
     api = agent.apiUrl;
+    client = ['--api', api, '--data', dataDir];
   });
 
   afterAll(async () => {
@@ -54,7 +62,7 @@ describe('edge-agent CLI client commands', () => {
   });
 
   it('devices lists every device with its state and node binding', async () => {
-    const { code, stdout, stderr } = await cli('devices', '--api', api);
+    const { code, stdout, stderr } = await cli('devices', ...client);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const lines = stdout.trim().split('\n');
@@ -66,14 +74,14 @@ describe('edge-agent CLI client commands', () => {
   });
 
   it('devices --json prints the API list', async () => {
-    const { code, stdout } = await cli('devices', '--api', api, '--json');
+    const { code, stdout } = await cli('devices', ...client, '--json');
     expect(code).toBe(0);
     const devices = JSON.parse(stdout) as Array<{ id: string }>;
     expect(devices.map((d) => d.id).sort()).toEqual(['default/remote-01', 'default/sensor-01', 'plant-a/sensor-02']);
   });
 
   it('twin get shows the properties with their types, desired and reported values', async () => {
-    const { code, stdout, stderr } = await cli('twin', 'get', 'default/sensor-01', '--api', api);
+    const { code, stdout, stderr } = await cli('twin', 'get', 'default/sensor-01', ...client);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     expect(stdout).toMatch(/^PROPERTY\s+TYPE\s+DESIRED\s+REPORTED\s+REPORTED AT$/m);
@@ -84,35 +92,35 @@ describe('edge-agent CLI client commands', () => {
   });
 
   it('twin set sets a desired value, which twin get then shows', async () => {
-    const set = await cli('twin', 'set', 'default/sensor-01', 'switch', 'ON', '--api', api);
+    const set = await cli('twin', 'set', 'default/sensor-01', 'switch', 'ON', ...client);
     expect(set.stderr).toBe('');
     expect(set.code).toBe(0);
     expect(set.stdout.trim()).toBe('desired switch=ON set on default/sensor-01');
 
-    const get = await cli('twin', 'get', 'default/sensor-01', '--api', api);
+    const get = await cli('twin', 'get', 'default/sensor-01', ...client);
     expect(get.code).toBe(0);
     expect(get.stdout).toMatch(/^switch\s+string\s+ON\s+-\s+-$/m);
 
-    const json = await cli('twin', 'get', 'default/sensor-01', '--api', api, '--json');
+    const json = await cli('twin', 'get', 'default/sensor-01', ...client, '--json');
     const twin = JSON.parse(json.stdout) as Record<string, { expected?: { value: string } }>;
     expect(twin.switch?.expected?.value).toBe('ON');
   });
 
   it('twin set of a value the twin type refuses fails with the reason', async () => {
-    const { code, stderr } = await cli('twin', 'set', 'default/sensor-01', 'count', 'abc', '--api', api);
+    const { code, stderr } = await cli('twin', 'set', 'default/sensor-01', 'count', 'abc', ...client);
     expect(code).toBe(2);
     expect(stderr).toContain('400: the value is not int or integer');
   });
 
   it('an unknown device gives 404 and exit 2', async () => {
-    const { code, stdout, stderr } = await cli('twin', 'get', 'default/no-such-device', '--api', api);
+    const { code, stdout, stderr } = await cli('twin', 'get', 'default/no-such-device', ...client);
     expect(code).toBe(2);
     expect(stdout).toBe('');
     expect(stderr).toContain('404: device default/no-such-device not found');
   });
 
   it.each([['sensor-01'], ['default/sensor-01/extra'], ['/sensor-01']])('a bad NS/NAME (%s) exits 2 with a clear message', async (ref) => {
-    const { code, stdout, stderr } = await cli('twin', 'get', ref, '--api', api);
+    const { code, stdout, stderr } = await cli('twin', 'get', ref, ...client);
     expect(code).toBe(2);
     expect(stdout).toBe('');
     expect(stderr).toContain(`edge-agent: expected NS/NAME, got ${JSON.stringify(ref)}`);
@@ -121,7 +129,7 @@ describe('edge-agent CLI client commands', () => {
   });
 
   it('twin get without NS/NAME exits 2', async () => {
-    const { code, stderr } = await cli('twin', 'get', '--api', api);
+    const { code, stderr } = await cli('twin', 'get', ...client);
     expect(code).toBe(2);
     expect(stderr).toContain('expected NS/NAME, got ""');
   });
@@ -132,6 +140,42 @@ describe('edge-agent CLI client commands', () => {
     expect(code).toBe(2);
     expect(stdout).toBe('');
     expect(stderr.trim()).toBe(`edge-agent: cannot reach the agent at ${url} (ECONNREFUSED): is it running? (--api URL picks another)`);
+  });
+
+  describe('the API token', () => {
+    const listsDevices = ({ code, stdout, stderr }: CliResult) => {
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(stdout).toMatch(/^default\/sensor-01\s/m);
+    };
+
+    it('needs no flag on the gateway: address and data dir come from the configuration the agent runs with', async () => {
+      listsDevices(await cliWith({ EDGE_AGENT_API__PORT: new URL(api).port, EDGE_AGENT_DATA_DIR: dataDir }, 'devices'));
+    });
+
+    it('is taken from --token, or from EDGE_AGENT_TOKEN (which is no config key), instead', async () => {
+      listsDevices(await cli('devices', '--api', api, '--token', agent.token));
+      listsDevices(await cliWith({ EDGE_AGENT_TOKEN: `${agent.token}\n`, EDGE_AGENT_API__PORT: new URL(api).port }, 'devices'));
+    });
+
+    it('a wrong one fails with 403, saying where it came from', async () => {
+      const { code, stderr } = await cli('devices', '--api', api, '--token', 'f'.repeat(64));
+      expect(code).toBe(2);
+      expect(stderr.trim()).toBe('edge-agent: 403: wrong API token (token from --token)');
+    });
+
+    it('none found fails with 401, saying where the CLI looked', async () => {
+      const elsewhere = join(dataDir, 'elsewhere');
+      const { code, stderr } = await cli('devices', '--api', api, '--data', elsewhere);
+      expect(code).toBe(2);
+      expect(stderr.trim()).toBe(
+        `edge-agent: 401: missing Authorization: Bearer <token>; the token is in api-token in the agent's data dir (no token: cannot read ${join(elsewhere, 'api-token')} (ENOENT); --token, EDGE_AGENT_TOKEN or --data DIR give one)`,
+      );
+    });
+
+    it('goes through the unix socket too (--api unix:PATH)', async () => {
+      listsDevices(await cli('devices', '--api', `unix:${socket}`, '--data', dataDir));
+    });
   });
 
   it('help prints the usage', async () => {

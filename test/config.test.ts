@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { envOverrides, resolveConfig, type Config } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
+import { defaultRunDir } from '../src/paths.js';
 import { tempDir } from './support/agent.js';
 import { thrown } from './support/errors.js';
 import { wifiConfig } from '../src/wifi/config.js';
@@ -29,9 +30,9 @@ const DEFAULTS: Config = {
   node: 'edge-box-01.local',
   dataDir: './data',
   profiles: ['./device-profiles/demo'],
-  mqtt: { host: '127.0.0.1', port: 1883, maxPayloadBytes: 65536 },
-  api: { host: '127.0.0.1', port: 9180 },
-  twin: { historySize: 100 },
+  mqtt: { host: '127.0.0.1', port: 1883, maxPayloadBytes: 65536, allowAnonymous: 'loopback', users: [], maxPacketBytes: 262144, maxConnections: 1000, maxKeepaliveSeconds: 300, maxRetainedMessages: 1000, maxRetainedBytes: 4194304, maxSubscriptionsPerClient: 1000 },
+  api: { host: '127.0.0.1', port: 9180, hosts: [] },
+  twin: { historySize: 100, maxExtraProperties: 32, tombstoneTtlMs: 86_400_000, maxGetBytes: 262_144, synchronous: 'full' },
   log: { level: 'info' },
   wifi: wifiConfig({}),
   cloud: {
@@ -48,9 +49,13 @@ const DEFAULTS: Config = {
   workloads: {
     enabled: false,
     images: ['./images/build'],
-    listen: { host: '0.0.0.0', port: 9443 },
+    listen: { host: '0.0.0.0', port: 9443, handshakes: { burst: 20, perSecond: 5 }, refusalLogIntervalMs: 60_000 },
     peers: [],
+    maxArtifactBytes: 1024 ** 3,
+    transferTimeoutMs: 600_000,
     workloads: [],
+    consoleMaxBytes: 1024 ** 2,
+    historySize: 200,
     policy: {
       enabled: false,
       intervalMs: 5000,
@@ -63,7 +68,7 @@ const DEFAULTS: Config = {
       offloadModes: ['mission'],
     },
   },
-  runDir: process.getuid?.() === 0 ? '/run/edge-agent' : `/tmp/edge-agent-${process.getuid?.()}`,
+  runDir: defaultRunDir(process.getuid?.(), process.env),
 };
 
 beforeAll(() => {
@@ -109,9 +114,9 @@ log:
       node: 'edge-7',
       dataDir: '/var/lib/edge-agent',
       profiles: ['/etc/edge-agent/profiles', './more'],
-      mqtt: { host: '127.0.0.1', port: 1884, url: 'mqtt://broker.local:1883', maxPayloadBytes: 65536 },
-      api: { host: '0.0.0.0', port: 9180 },
-      twin: { historySize: 10 },
+      mqtt: { ...DEFAULTS.mqtt, port: 1884, url: 'mqtt://broker.local:1883' },
+      api: { ...DEFAULTS.api, host: '0.0.0.0' },
+      twin: { ...DEFAULTS.twin, historySize: 10 },
       log: { level: 'debug' },
       wifi: DEFAULTS.wifi,
       cloud: DEFAULTS.cloud,
@@ -127,8 +132,12 @@ describe('environment overrides', () => {
     [{ EDGE_AGENT_MQTT__MAX_PAYLOAD_BYTES: '1024' }, { mqtt: { ...DEFAULTS.mqtt, maxPayloadBytes: 1024 } }],
     [{ EDGE_AGENT_MQTT__URL: 'mqtt://broker:1883' }, { mqtt: { ...DEFAULTS.mqtt, url: 'mqtt://broker:1883' } }],
     [{ EDGE_AGENT_MQTT__HOST: '0.0.0.0', EDGE_AGENT_MQTT__PORT: '0' }, { mqtt: { ...DEFAULTS.mqtt, host: '0.0.0.0', port: 0 } }],
-    [{ EDGE_AGENT_API__PORT: '9999' }, { api: { host: '127.0.0.1', port: 9999 } }],
-    [{ EDGE_AGENT_TWIN__HISTORY_SIZE: '5' }, { twin: { historySize: 5 } }],
+    [{ EDGE_AGENT_API__PORT: '9999' }, { api: { ...DEFAULTS.api, port: 9999 } }],
+    [{ EDGE_AGENT_API__HOSTS: '[Gateway.LAN, "[fd00::2]"]' }, { api: { ...DEFAULTS.api, hosts: ['gateway.lan', '[fd00::2]'] } }],
+    [{ EDGE_AGENT_API__SOCKET: '/run/edge-agent/api.sock' }, { api: { ...DEFAULTS.api, socket: '/run/edge-agent/api.sock' } }],
+    // The CLI's token shares the prefix but is no config key.
+    [{ EDGE_AGENT_TOKEN: 'abc' }, {}],
+    [{ EDGE_AGENT_TWIN__HISTORY_SIZE: '5' }, { twin: { ...DEFAULTS.twin, historySize: 5 } }],
     [{ EDGE_AGENT_LOG__LEVEL: 'warn' }, { log: { level: 'warn' } }],
     [{ EDGE_AGENT_NODE: 'edge-9' }, { node: 'edge-9' }],
     [{ EDGE_AGENT_DATA_DIR: '/srv/data' }, { dataDir: '/srv/data' }],
@@ -196,6 +205,7 @@ describe('errors', () => {
     ['unknown key in a section (env)', { env: { EDGE_AGENT_MQTT__PROT: '1' } }, /^config: mqtt: Unrecognized key: "prot"/],
     ['unknown top-level key (env)', { env: { EDGE_AGENT_MQTT_PORT: '1' } }, /^config: \(root\): Unrecognized key: "mqttPort"/],
     ['unknown key (flag)', { flags: { api: { tls: true } } }, /^config: api: Unrecognized key: "tls"/],
+    ['API host name with a port (env)', { env: { EDGE_AGENT_API__HOSTS: '[gateway.lan:9180]' } }, /^config: api\.hosts\.0: must be a host name or address .*without a port/],
   ])('%s', (_, options, message) => {
     expect(configError(() => resolveConfig(options)).message).toMatch(message);
   });

@@ -7,12 +7,15 @@ import { rmSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnAgent, tempDir, TEST_PROFILES, type AgentProcess } from './support/agent.js';
+import type { ApiFetch } from './support/api.js';
 import { connectClient } from './support/mqtt.js';
 
 const DEVICE = 'default/sensor-01';
 const PUBLISHERS = 4;
 const IN_FLIGHT_PER_PUBLISHER = 16;
 const KILL_AFTER_ACKS = 3000;
+/** Every update writes a key of its own, so the device may hold that many keys outside its model. */
+const MANY_KEYS = { EDGE_AGENT_TWIN__MAX_EXTRA_PROPERTIES: '10000' };
 
 interface Acks {
   mqtt: Map<string, string>;
@@ -37,11 +40,11 @@ async function publishUntilKilled(client: MqttClient, publisher: number, acks: A
   await Promise.all(Array.from({ length: IN_FLIGHT_PER_PUBLISHER }, worker));
 }
 
-async function writeDesiredUntilKilled(apiUrl: string, acks: Acks, stopped: () => boolean): Promise<void> {
+async function writeDesiredUntilKilled(api: ApiFetch, acks: Acks, stopped: () => boolean): Promise<void> {
   for (let i = 0; !stopped(); i++) {
     const key = `api-${i}`;
     try {
-      const response = await fetch(`${apiUrl}/api/v1/devices/${DEVICE}/twin/desired`, {
+      const response = await api(`/api/v1/devices/${DEVICE}/twin/desired`, {
         method: 'PUT',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ [key]: `d${i}` }),
@@ -62,14 +65,14 @@ describe('durability', () => {
   });
 
   it('keeps every acknowledged update after kill -9', async () => {
-    const first = await spawnAgent(['--data', dataDir, '--profiles', TEST_PROFILES]);
+    const first = await spawnAgent(['--data', dataDir, '--profiles', TEST_PROFILES], MANY_KEYS);
     processes.push(first);
     const clients = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connectClient(first.mqttUrl, `durability-${i}`)));
     const acks: Acks = { mqtt: new Map(), api: new Map() };
     let killed = false;
     const streams = [
       ...clients.map((client, i) => publishUntilKilled(client, i, acks, () => killed)),
-      writeDesiredUntilKilled(first.apiUrl, acks, () => killed),
+      writeDesiredUntilKilled(first.api, acks, () => killed),
     ];
     await new Promise<void>((resolve) => {
       const poll = setInterval(() => {
@@ -84,9 +87,9 @@ describe('durability', () => {
     for (const client of clients) client.end(true);
     await Promise.all(streams);
 
-    const second = await spawnAgent(['--data', dataDir, '--profiles', TEST_PROFILES]);
+    const second = await spawnAgent(['--data', dataDir, '--profiles', TEST_PROFILES], MANY_KEYS);
     processes.push(second);
-    const twin = (await (await fetch(`${second.apiUrl}/api/v1/devices/${DEVICE}/twin`)).json()) as Record<
+    const twin = (await (await second.api(`/api/v1/devices/${DEVICE}/twin`)).json()) as Record<
       string,
       { actual?: { value: string }; expected?: { value: string } }
     >;

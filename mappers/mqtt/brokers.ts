@@ -4,9 +4,11 @@
  * listen to it. A client lives as long as one device uses it; mqtt.js reconnects it and renews
  * its subscriptions.
  */
+import { readFile } from 'node:fs/promises';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import type { Logger } from '../../src/log.js';
 import type { TransportPool } from '../../src/mapperhost/transports.js';
+import { redactUrl } from '../../src/redact.js';
 import type { ProtocolConfig } from './config.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
@@ -23,32 +25,39 @@ export interface Broker {
   release(): Promise<void>;
 }
 
-/** The URL without its password, for logs and errors. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return url;
-  }
-}
-
 /** What the devices on one broker share: the client, and the listeners of each subscribed topic. */
 interface SharedClient {
   client: MqttClient;
   topics: Map<string, Set<Listener>>;
 }
 
-async function open(url: string, config: ProtocolConfig, log: Logger): Promise<SharedClient> {
-  const topics = new Map<string, Set<Listener>>();
-  const { connect } = await import('mqtt');
+/** A file the device's configData names (`passwordFile`, `ca`, `cert`, `key`), read when its broker connects. */
+async function readSetting(path: string, setting: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    throw new Error(`cannot read the mqtt ${setting} file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+/** The client options from the device's configData; files are read here, so a changed one counts at the next connect. */
+async function clientOptions(config: ProtocolConfig): Promise<IClientOptions> {
   const options: IClientOptions = { reconnectPeriod: RECONNECT_MS, connectTimeout: CONNECT_TIMEOUT_MS };
   if (config.username !== undefined) options.username = config.username;
   if (config.password !== undefined) options.password = config.password;
+  if (config.passwordFile !== undefined) options.password = (await readSetting(config.passwordFile, 'passwordFile')).toString('utf8').replace(/\r?\n$/, '');
   if (config.clientId !== undefined) options.clientId = config.clientId;
-  const client = connect(url, options);
-  const shown = redact(url);
+  if (config.ca !== undefined) options.ca = await readSetting(config.ca, 'ca');
+  if (config.cert !== undefined) options.cert = await readSetting(config.cert, 'cert');
+  if (config.key !== undefined) options.key = await readSetting(config.key, 'key');
+  return options;
+}
+
+async function open(url: string, config: ProtocolConfig, log: Logger): Promise<SharedClient> {
+  const topics = new Map<string, Set<Listener>>();
+  const { connect } = await import('mqtt');
+  const client = connect(url, await clientOptions(config));
+  const shown = redactUrl(url);
   await new Promise<void>((resolve, reject) => {
     const fail = (error: Error) => {
       clearTimeout(timer);
@@ -83,11 +92,12 @@ async function open(url: string, config: ProtocolConfig, log: Logger): Promise<S
 }
 
 export async function acquire(pool: TransportPool, url: string, config: ProtocolConfig, log: Logger): Promise<Broker> {
-  const key = `mqtt:${JSON.stringify([url, config.username, config.password, config.clientId])}`;
+  // Devices share a client only when they connect the same way; the key is never shown.
+  const key = `mqtt:${JSON.stringify([url, config.username, config.password, config.passwordFile, config.clientId, config.ca, config.cert, config.key])}`;
   const lease = await pool.acquire(key, () => open(url, config, log), (shared) => shared.client.endAsync());
   const { client, topics } = lease.transport;
   return {
-    url: redact(url),
+    url: redactUrl(url),
     get connected() {
       return client.connected;
     },
@@ -100,7 +110,7 @@ export async function acquire(pool: TransportPool, url: string, config: Protocol
       topics.set(topic, new Set([listener]));
       try {
         const granted = await client.subscribeAsync(topic, { qos });
-        if (granted.some((g) => g.qos === 128)) throw new Error(`mqtt broker ${redact(url)} refused the subscription to ${topic}`);
+        if (granted.some((g) => g.qos === 128)) throw new Error(`mqtt broker ${redactUrl(url)} refused the subscription to ${topic}`);
       } catch (error) {
         topics.delete(topic);
         throw error;
@@ -113,7 +123,7 @@ export async function acquire(pool: TransportPool, url: string, config: Protocol
       if (client.connected) client.unsubscribeAsync(topic).catch(() => undefined);
     },
     async publish(topic, payload, options) {
-      if (!client.connected) throw new Error(`not connected to mqtt broker ${redact(url)}`);
+      if (!client.connected) throw new Error(`not connected to mqtt broker ${redactUrl(url)}`);
       await client.publishAsync(topic, payload, options);
     },
     release: lease.release,

@@ -12,12 +12,28 @@ const stateTopic = v.pipe(nonEmpty, v.regex(/^[^+#]+$/, 'must not contain the wi
 const jsonPath = v.pipe(nonEmpty, v.regex(/^[^.]+(\.[^.]+)*$/, 'expected a dot path such as ENERGY.Power'));
 const qos = v.picklist([0, 1, 2], 'expected 0, 1 or 2');
 
-export const protocolSchema = v.strictObject({
-  url: v.optional(brokerUrl),
-  username: v.optional(v.string()),
-  password: v.optional(v.string()),
-  clientId: v.optional(nonEmpty),
-});
+const tlsUrl = /^(mqtts|wss|ssl):/;
+
+export const protocolSchema = v.pipe(
+  v.strictObject({
+    url: v.optional(brokerUrl),
+    username: v.optional(v.string()),
+    /** The password itself, or `passwordFile`: a file holding it (a trailing newline is not part of it), so the manifest holds no secret. */
+    password: v.optional(v.string()),
+    passwordFile: v.optional(nonEmpty),
+    clientId: v.optional(nonEmpty),
+    /** PEM files for a TLS broker: the CAs to verify it with, and a client certificate and its key. */
+    ca: v.optional(nonEmpty),
+    cert: v.optional(nonEmpty),
+    key: v.optional(nonEmpty),
+  }),
+  v.forward(v.check((c) => c.password === undefined || c.passwordFile === undefined, 'password and passwordFile exclude each other'), ['passwordFile']),
+  v.forward(v.check((c) => (c.cert === undefined) === (c.key === undefined), 'cert and key go together'), ['cert']),
+  v.forward(
+    v.check((c) => (c.ca === undefined && c.cert === undefined) || tlsUrl.test(c.url ?? ''), 'ca, cert and key need a TLS broker url (mqtts://host:8883)'),
+    ['url'],
+  ),
+);
 
 const visitorFields = {
   jsonPath: v.optional(jsonPath),

@@ -2,8 +2,10 @@
  * The mqtt mapper: devices that publish their own MQTT topics (Tasmota, Shelly, zigbee2mqtt).
  * A property's value is the last good one received on its visitor's `stateTopic` (the raw
  * payload, or the value at `jsonPath` in its JSON); writes publish `commandTemplate` with
- * `{{value}}` filled in on `commandTopic`. The broker is the device's configData `url`, else
- * the agent's own bus. The mqtt package is loaded only once an mqtt device connects.
+ * `{{value}}` filled in on `commandTopic`. The broker is the device's configData `url` (TLS
+ * with `ca`, `cert`, `key`; a login with `username` and `password` or `passwordFile`, which is
+ * never logged), else the agent's own bus. The mqtt package is loaded only once an mqtt device
+ * connects.
  */
 import type { Device, DeviceModel } from '../../src/devices/model.js';
 import type { BoundProperty, DeviceConnection, Mapper, MapperContext, PropertyValue } from '../../src/mapperhost/contract.js';

@@ -9,15 +9,27 @@ export type MessageHandler = (topic: string, payload: Buffer) => Promise<void> |
 
 /** The event bus is a module: `start` listens (embedded) or connects (external), once the handlers are registered, so nothing arrives unhandled. */
 export interface Bus extends Module {
-  /** `mqtt://host:port` that devices and mappers connect to. */
+  /** `mqtt://host:port` that devices and mappers connect to, for logs and answers: never with a password. */
   readonly url: string;
+  /**
+   * The URL the agent's own clients (the mqtt mapper) connect with: it may carry a password
+   * (an external broker's, or the embedded broker's login for the agent), so it is only handed
+   * to code that connects, never logged or shown.
+   */
+  readonly connectUrl: string;
   handle(filter: string, handler: MessageHandler): Remove;
   /** False when no one can receive a publish on `topic`, so building the payload can be skipped. */
   wants(topic: string): boolean;
   publish(topic: string, payload: string | Buffer): void;
 }
 
-/** Compiles an MQTT topic filter with `+` and `#` wildcards ([MQTT-4.7.1]) into a matcher. */
+const isWildcard = (level: string | undefined) => level === '+' || level === '#';
+
+/**
+ * Compiles an MQTT topic filter with `+` and `#` wildcards ([MQTT-4.7.1]) into a matcher. A
+ * filter starting with a wildcard matches no topic starting with `$` [MQTT-4.7.2-1], as the
+ * broker routes them.
+ */
 export function topicFilter(filter: string): (topic: string) => boolean {
   if (!filter.includes('+') && !filter.includes('#')) return (topic) => topic === filter;
   const escape = (level: string) => level.replace(/[.*?^${}()|[\]\\]/g, '\\$&');
@@ -31,7 +43,26 @@ export function topicFilter(filter: string): (topic: string) => boolean {
     })
     .reduce((acc, part, i) => (i === 0 ? part : levels[i] === '#' ? acc + part : `${acc}/${part}`), '');
   const regex = new RegExp(`^${pattern}$`);
+  if (isWildcard(levels[0])) return (topic) => !topic.startsWith('$') && regex.test(topic);
   return (topic) => regex.test(topic);
+}
+
+/**
+ * Whether some topic matches both filters: a restricted client may subscribe to a filter that
+ * overlaps what it may read, and receives only the messages it may read (policy.ts).
+ */
+export function filtersOverlap(a: string, b: string): boolean {
+  const x = a.split('/');
+  const y = b.split('/');
+  // [MQTT-4.7.2-1]: a filter starting with a wildcard matches no `$` topic.
+  if ((isWildcard(x[0]) && y[0]!.startsWith('$')) || (isWildcard(y[0]) && x[0]!.startsWith('$'))) return false;
+  for (let i = 0; ; i++) {
+    const p = x[i];
+    const q = y[i];
+    if (p === '#' || q === '#') return true;
+    if (p === undefined || q === undefined) return p === q;
+    if (p !== '+' && q !== '+' && p !== q) return false;
+  }
 }
 
 export class HandlerTable {

@@ -6,18 +6,24 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../log.js';
 import { MODULE } from '../module.js';
+import { redactUrl } from '../redact.js';
 import { HandlerTable, type Bus, type MessageHandler } from './bus.js';
 
 export class ExternalBus implements Bus {
   readonly name = MODULE.bus;
+  /** The broker's URL without its password, for logs and `GET /healthz`. */
+  readonly url: string;
   private readonly handlers = new HandlerTable();
   private client?: MqttClient;
 
+  /** `connectUrl` may carry the broker's password (`mqtt://user:password@host`). */
   constructor(
-    readonly url: string,
+    readonly connectUrl: string,
     private readonly clientId: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.url = redactUrl(connectUrl);
+  }
 
   handle(filter: string, handler: MessageHandler) {
     const remove = this.handlers.add(filter, handler);
@@ -30,7 +36,7 @@ export class ExternalBus implements Bus {
     const onError = (error: unknown, topic: string) => log.error({ topic, err: error }, 'bus handler failed');
     // Connecting waits for the handlers: the persistent session delivers queued messages right
     // after CONNACK, and they must find their handlers, or they would be acknowledged and dropped.
-    const client = mqtt.connect(url, { clientId: this.clientId, clean: false, reconnectPeriod: 1000, manualConnect: true });
+    const client = mqtt.connect(this.connectUrl, { clientId: this.clientId, clean: false, reconnectPeriod: 1000, manualConnect: true });
     this.client = client;
     client.handleMessage = (packet, callback) => {
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);

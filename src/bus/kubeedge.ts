@@ -1,6 +1,6 @@
 /**
  * The KubeEdge (≥ 1.16.2) device protocol on the event bus, as EdgeCore's eventbus and
- * devicetwin modules speak it: `$hw/events/device/{ns}/{name}/…` and `$hw/events/node/{node}/…`.
+ * devicetwin modules speak it on the topics of topics.ts.
  */
 import { randomUUID } from 'node:crypto';
 import type { GenericSchema, InferOutput } from 'valibot';
@@ -8,27 +8,15 @@ import type { DeviceCatalog } from '../devices/catalog.js';
 import type { Logger } from '../log.js';
 import { MODULE, type Module, type Remove } from '../module.js';
 import type { DeviceRecord } from '../twin/types.js';
-import { TwinError, twinDocument } from '../twin/types.js';
+import { TwinError } from '../twin/types.js';
 import type { StateChange, TwinChange, Twins } from '../twin/twins.js';
 import type { Bus } from './bus.js';
 import { decode, membershipGetPayload, stateUpdatePayload, twinGetPayload, twinUpdatePayload } from './payloads.js';
+import { RefusalLog } from './refusals.js';
+import { DEVICE_PREFIX, topics } from './topics.js';
 
-export const DEVICE_PREFIX = '$hw/events/device/';
-export const NODE_PREFIX = '$hw/events/node/';
-
-export const topics = {
-  twinUpdate: (id: string) => `${DEVICE_PREFIX}${id}/twin/update`,
-  twinUpdateResult: (id: string) => `${DEVICE_PREFIX}${id}/twin/update/result`,
-  twinDelta: (id: string) => `${DEVICE_PREFIX}${id}/twin/update/delta`,
-  twinDocument: (id: string) => `${DEVICE_PREFIX}${id}/twin/update/document`,
-  twinGet: (id: string) => `${DEVICE_PREFIX}${id}/twin/get`,
-  twinGetResult: (id: string) => `${DEVICE_PREFIX}${id}/twin/get/result`,
-  stateUpdate: (id: string) => `${DEVICE_PREFIX}${id}/state/update`,
-  stateUpdateResult: (id: string) => `${DEVICE_PREFIX}${id}/state/update/result`,
-  membershipGet: (node: string) => `${NODE_PREFIX}${node}/membership/get`,
-  membershipGetResult: (node: string) => `${NODE_PREFIX}${node}/membership/get/result`,
-  membershipUpdated: (node: string) => `${NODE_PREFIX}${node}/membership/updated`,
-};
+/** How much of a rejected message's topic and reason a log line keeps. */
+const LOGGED_CHARS = 300;
 
 /** `$hw/events/device/{ns}/{name}/…` → `{ns}/{name}`, the device id inside devicetwin. */
 function deviceIdOf(topic: string): string {
@@ -59,13 +47,13 @@ export class KubeEdgeProtocol implements Module {
   readonly name = MODULE.kubeedge;
   private readonly bus: Bus;
   private readonly twins: Twins;
-  private readonly log: Logger;
+  private readonly rejections: RefusalLog;
   private removers: Remove[] = [];
 
   constructor(private readonly options: KubeEdgeProtocolOptions) {
     this.bus = options.bus;
     this.twins = options.twins;
-    this.log = options.log;
+    this.rejections = new RefusalLog(options.log);
   }
 
   /** Registers the handlers before the bus starts, so nothing arrives unhandled. */
@@ -74,10 +62,10 @@ export class KubeEdgeProtocol implements Module {
       this.twins.onChange((change) => this.publishChange(change)),
       this.twins.onState((change) => this.publishState(change)),
       this.options.catalog.onChanged(({ added, removed }) => this.announceMembership(added, removed)),
-      this.bus.handle(`${DEVICE_PREFIX}+/+/twin/update`, (topic, payload) => this.onTwinUpdate(topic, payload)),
-      this.bus.handle(`${DEVICE_PREFIX}+/+/twin/get`, (topic, payload) => this.onTwinGet(topic, payload)),
-      this.bus.handle(`${DEVICE_PREFIX}+/+/state/update`, (topic, payload) => this.onStateUpdate(topic, payload)),
-      this.bus.handle(`${NODE_PREFIX}+/membership/get`, (topic, payload) => this.onMembershipGet(topic, payload)),
+      this.bus.handle(topics.twinUpdate('+/+'), (topic, payload) => this.onTwinUpdate(topic, payload)),
+      this.bus.handle(topics.twinGet('+/+'), (topic, payload) => this.onTwinGet(topic, payload)),
+      this.bus.handle(topics.stateUpdate('+/+'), (topic, payload) => this.onStateUpdate(topic, payload)),
+      this.bus.handle(topics.membershipGet('+'), (topic, payload) => this.onMembershipGet(topic, payload)),
     ];
   }
 
@@ -100,7 +88,8 @@ export class KubeEdgeProtocol implements Module {
   }
 
   private sendError(topic: string, eventId: string, code: number, reason: string, requestTopic: string): void {
-    this.log.warn({ topic: requestTopic, code, reason }, 'rejected device message');
+    // Rate-limited and cut short: a flood of bad payloads, or one with a huge key, must not flood the log.
+    this.rejections.refused({ topic: requestTopic.slice(0, LOGGED_CHARS), code, reason: reason.slice(0, LOGGED_CHARS) }, 'rejected device message');
     this.send(topic, { code, reason }, eventId);
   }
 
@@ -145,9 +134,12 @@ export class KubeEdgeProtocol implements Module {
     const resultTopic = topics.twinGetResult(id);
     const request = this.accept(twinGetPayload, topic, payload, resultTopic);
     if (!request) return;
-    const device = this.twins.get(id);
-    if (!device) return this.sendError(resultTopic, request.event_id, 404, `Device ${id} not found while getting twin`, topic);
-    this.send(resultTopic, { twin: twinDocument(device.twin) }, request.event_id);
+    try {
+      this.send(resultTopic, () => ({ twin: this.twins.document(id) }), request.event_id);
+    } catch (error) {
+      if (!(error instanceof TwinError)) throw error;
+      this.sendError(resultTopic, request.event_id, error.status, error.message, topic);
+    }
   }
 
   private onStateUpdate(topic: string, payload: Buffer): Promise<void> | undefined {

@@ -5,9 +5,9 @@
  * connect and rotated before it expires, after which the link reconnects with the new one.
  */
 import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { Logger } from '../log.js';
+import { cloudDir } from '../paths.js';
 import { ensureCredentials, rotateCredentials, rotationDelayMs, type CertOptions, type CloudCredentials } from './certs.js';
 import type { CloudConfig } from './config.js';
 import { handshakeHeaders, keepalive, MessageError, parseMessage, type BeehiveMessage } from './message.js';
@@ -55,7 +55,7 @@ export class CloudLink extends EventEmitter<LinkEvents> {
   ) {
     super();
     this.status = { connected: false, url: `wss://${config.server}:${config.websocketPort}/${config.projectId}/${node}/events`, connects: 0, badMessages: 0 };
-    this.certOptions = { server: config.server!, httpsPort: config.httpsPort, node, token: config.token, dir: join(dataDir, 'cloud'), log };
+    this.certOptions = { server: config.server!, httpsPort: config.httpsPort, node, token: config.token, dir: cloudDir(dataDir), log };
   }
 
   start(): void {

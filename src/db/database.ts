@@ -3,15 +3,58 @@
  * Writes are queued and committed together in one transaction per event-loop turn; `flushed()`
  * resolves once a write is on disk, which is when the agent may acknowledge it. Writes queued by
  * different modules in the same turn commit in the same transaction (a twin change and the
- * outbox report of it survive together or not at all).
+ * outbox report of it survive together or not at all). A damaged file found at the start is
+ * moved aside (check.ts); damage found at the start, and commits that keep failing, make
+ * `health()` degraded.
  */
 import BetterSqlite3 from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { AgentError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { checkDatabaseFile, type Damage } from './check.js';
+import type { Synchronous } from './synchronous.js';
 
 export type Statement = BetterSqlite3.Statement;
 
 type Write = () => void;
+
+export interface DatabaseOptions {
+  /** When commits reach the disk (synchronous.ts); default `full`. */
+  synchronous?: Synchronous;
+  /** Where a damaged file moved aside and commits that start or stop failing are reported. */
+  log?: Logger;
+}
+
+export type DatabaseHealth = { status: 'ok' } | { status: 'degraded'; reason: string };
+
+/** A commit that failed (a damaged page, a full or failing disk): answered with 500 and the reason, and logged by the engine once, not by every caller. */
+export class StorageError extends AgentError {
+  constructor(cause: unknown) {
+    super(500, `storage: ${(cause as Error).message}`);
+    this.cause = cause;
+  }
+}
+
+/**
+ * Commits count as failing until none has failed for this long: a damaged page fails only the
+ * batches that touch it, so a success in between is no recovery, and a log line per change of
+ * state would be a line per write again.
+ */
+const RECOVERED_AFTER_MS = 60_000;
+
+/**
+ * Makes `file` and its -wal and -shm files readable by the agent's user only: a database may hold
+ * secrets (a cloud Device's broker password). SQLite gives the -wal and -shm files the mode of
+ * the database file, so that one is created 0600 before SQLite opens it; files an earlier
+ * version left 0644 are narrowed.
+ */
+function keepPrivate(file: string): void {
+  closeSync(openSync(file, 'a', 0o600));
+  for (const path of [file, `${file}-wal`, `${file}-shm`]) {
+    if (existsSync(path) && (statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+  }
+}
 
 /** A module's schema as numbered steps: step n runs once, on a database at version n - 1. */
 export interface Migrations {
@@ -27,14 +70,29 @@ export class Database {
   private waiters: Array<{ committed: () => void; failed: (e: unknown) => void }> = [];
   private scheduled = false;
   private batch?: Promise<void>;
+  private readonly log?: Logger;
+  /** What the start check found and did, for the whole run. */
+  private readonly damage?: Damage;
+  private failing?: { since: string; lastMs: number; reason: string };
 
-  constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  constructor(
+    private readonly file: string,
+    options: DatabaseOptions = {},
+  ) {
+    this.log = options.log;
+    if (file !== ':memory:') {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      keepPrivate(file);
+      this.damage = checkDatabaseFile(file);
+    }
+    if (this.damage) {
+      this.log?.error({ file, movedTo: this.damage.movedTo, reason: this.damage.reason }, 'database damaged: moved aside, starting with an empty one');
+      keepPrivate(file);
+    }
     this.db = new BetterSqlite3(file);
-    // WAL with synchronous=NORMAL: a committed transaction survives the process being killed;
-    // only an OS crash or power loss can take the last transactions back.
+    // WAL: readers never wait for the writer, and a commit is one sequential append.
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma(`synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (owner TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID');
   }
 
@@ -98,16 +156,47 @@ export class Database {
     const writes = this.pending.splice(0);
     const waiters = this.waiters;
     this.waiters = [];
+    let failure: StorageError | undefined;
     try {
       this.db.transaction(() => {
         for (const write of writes) write();
         for (const write of this.batchWriters) write();
       })();
     } catch (error) {
-      for (const w of waiters) w.failed(error);
-      return;
+      failure = new StorageError(error);
+      // A page that could not be read stays in SQLite's cache as it was read: dropped, the next commit reads it from the disk again.
+      this.db.pragma('shrink_memory');
     }
-    for (const w of waiters) w.committed();
+    if (failure) this.commitFailed(failure);
+    else this.committed();
+    for (const w of waiters) {
+      // One listener that throws (a reload that reads the damaged page) must not leave the others unanswered.
+      try {
+        if (failure) w.failed(failure);
+        else w.committed();
+      } catch (error) {
+        this.log?.error({ err: error }, 'commit listener failed');
+      }
+    }
+  }
+
+  /** Degraded for the whole run once the start check moved a damaged file aside, and while commits keep failing. */
+  health(): DatabaseHealth {
+    const problems: string[] = [];
+    if (this.damage) problems.push(`${basename(this.file)} was damaged (${this.damage.reason}): moved aside to ${basename(this.damage.movedTo)}, started empty`);
+    if (this.failing) problems.push(`commits failing since ${this.failing.since}: ${this.failing.reason}`);
+    return problems.length === 0 ? { status: 'ok' } : { status: 'degraded', reason: problems.join('; ') };
+  }
+
+  private commitFailed(error: StorageError): void {
+    if (!this.failing) this.log?.error({ file: this.file, reason: error.message }, 'database commits failing');
+    this.failing = { since: this.failing?.since ?? new Date().toISOString(), lastMs: performance.now(), reason: error.message };
+  }
+
+  private committed(): void {
+    if (!this.failing || performance.now() - this.failing.lastMs < RECOVERED_AFTER_MS) return;
+    this.log?.info({ file: this.file }, 'database commits succeed again');
+    this.failing = undefined;
   }
 
   close(): void {

@@ -1,13 +1,15 @@
 /**
  * The device catalog: what this agent serves, from its sources (the profile paths, and object
  * sources such as the cloud's stored Devices), reloaded through one serialized queue: load →
- * validate (the manifests, then each mapper's visitors) → bring the twin in line → seed desired values → announce `changed` to the modules
- * that serve devices (the mapper host, the KubeEdge bus).
+ * keep what could not be read (keep.ts) → validate (the manifests, then each mapper's visitors)
+ * → bring the twin in line → seed desired values → announce `changed` to the modules that serve
+ * devices (the mapper host, the KubeEdge bus). A reload that fails leaves the queue to the next.
  */
 import type { Logger } from '../log.js';
 import { MODULE, type Module, type Remove } from '../module.js';
 import type { Origin, Twins } from '../twin/twins.js';
 import type { DeviceRecord } from '../twin/types.js';
+import { isComplete, keepUnreadDevices } from './keep.js';
 import { formatError, loadCatalog, type Catalog, type ManifestError, type StoredObject } from './load.js';
 import type { Device, DeviceModel, PropertyType } from './model.js';
 
@@ -115,11 +117,18 @@ export class DeviceCatalog implements Module {
     const before = this.catalog;
     const objects: StoredObject[] = [...this.sources.values()].flatMap((source) => source.list().map((o) => ({ ...o, source: source.name })));
     const next = loadCatalog(this.deps.profiles, objects);
+    const kept = keepUnreadDevices(before, next);
+    const complete = isComplete(next);
     next.errors.push(...this.deps.validate(next));
-    for (const error of next.errors) log.error({ manifest: error.file, document: error.index, path: error.path }, `invalid manifest: ${formatError(error)}`);
+    for (const error of next.errors) {
+      if (next.unread.includes(error.file)) log.warn({ manifest: error.file }, `profile path cannot be read: ${error.reason}`);
+      else log.error({ manifest: error.file, document: error.index, path: error.path }, `invalid manifest: ${formatError(error)}`);
+    }
     for (const note of next.notes) log.info({ manifest: note.file, document: note.index }, note.note);
+    if (kept.length > 0) log.warn({ devices: kept.map((d) => d.id) }, 'devices kept as last loaded: their profiles could not be read or hold invalid documents');
     this.catalog = next;
-    const { added, removed } = this.syncTwins(next);
+    const { added, removed, lingering } = this.syncTwins(before, next, complete);
+    if (lingering.length > 0) log.warn({ devices: lingering }, 'devices kept in the twin, unserved: no profile read defines them, and not every profile could be read');
     await twins.flushed();
     this.seedChangedDesired(before, next);
     const change: CatalogChange = { devices: this.managed(), models: next.models, added, removed };
@@ -133,12 +142,17 @@ export class DeviceCatalog implements Module {
     if (why !== 'start') log.info({ why, added: added.map((d) => d.id), removed: removed.map((d) => d.id) }, 'devices updated');
   }
 
-  /** New devices and twins are created (seeded with the manifest's values), vanished ones removed. */
-  private syncTwins(catalog: Catalog): { added: DeviceRecord[]; removed: DeviceRecord[] } {
+  /**
+   * New devices and twins are created (seeded with the manifest's values), vanished ones removed:
+   * those the last load gave and this one did not keep, and, after a complete load only, those
+   * the twin holds from before a restart.
+   */
+  private syncTwins(previous: Catalog, catalog: Catalog, complete: boolean): { added: DeviceRecord[]; removed: DeviceRecord[]; lingering: string[] } {
     const { twins, node } = this.deps;
     const before = new Set(twins.list().filter((d) => d.managed).map((d) => d.id));
     const added: DeviceRecord[] = [];
     const removed: DeviceRecord[] = [];
+    const lingering: string[] = [];
     for (const device of catalog.devices.values()) {
       const model = catalog.models.get(device.modelId)!;
       const desired = new Map(device.properties.map((p) => [p.name, p.desired?.value]));
@@ -158,10 +172,14 @@ export class DeviceCatalog implements Module {
     }
     for (const record of twins.list()) {
       if (catalog.devices.has(record.id)) continue;
+      if (!previous.devices.has(record.id) && !complete) {
+        lingering.push(record.id);
+        continue;
+      }
       twins.removeDevice(record.id);
       if (before.has(record.id)) removed.push(record);
     }
-    return { added, removed };
+    return { added, removed, lingering };
   }
 
   /**

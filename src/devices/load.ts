@@ -22,6 +22,8 @@ export interface Catalog {
   models: Map<string, DeviceModel & { source: ManifestSource }>;
   errors: ManifestError[];
   notes: ManifestNote[];
+  /** Profile files and directories that could not be read (also in `errors`): what they defined is unknown, not gone. */
+  unread: string[];
 }
 
 const API_GROUP = 'devices.kubeedge.io/';
@@ -38,19 +40,32 @@ export function formatError(e: ManifestError): string {
   return `${e.file}: document ${e.index}: ${e.path || '(root)'}: ${e.reason}`;
 }
 
-function manifestFiles(path: string): string[] {
-  if (!statSync(path).isDirectory()) return [path];
-  return readdirSync(path, { withFileTypes: true })
+function emptyCatalog(): Catalog {
+  return { devices: new Map(), models: new Map(), errors: [], notes: [], unread: [] };
+}
+
+function cannotRead(catalog: Catalog, path: string, error: unknown): void {
+  catalog.unread.push(path);
+  catalog.errors.push({ file: path, index: 0, path: '', reason: (error as Error).message });
+}
+
+/** The manifest files under `path`; a directory that cannot be listed (missing, unreadable) is noted as unread, the rest listed. */
+function manifestFiles(catalog: Catalog, path: string): string[] {
+  let entries;
+  try {
+    if (!statSync(path).isDirectory()) return [path];
+    entries = readdirSync(path, { withFileTypes: true });
+  } catch (error) {
+    cannotRead(catalog, path, error);
+    return [];
+  }
+  return entries
     .sort((a, b) => a.name.localeCompare(b.name))
     .flatMap((entry) => {
       const full = join(path, entry.name);
-      if (entry.isDirectory()) return manifestFiles(full);
+      if (entry.isDirectory()) return manifestFiles(catalog, full);
       return /\.ya?ml$/i.test(entry.name) ? [full] : [];
     });
-}
-
-function emptyCatalog(): Catalog {
-  return { devices: new Map(), models: new Map(), errors: [], notes: [] };
 }
 
 function loadDocument(catalog: Catalog, source: ManifestSource, doc: unknown): void {
@@ -174,20 +189,21 @@ export interface StoredObject {
 /**
  * Loads every manifest under the given files and directories, after the stored objects (which
  * win over a manifest of the same id; each is read as the file `<source>:<id>`); invalid
- * documents are reported, the rest kept.
+ * documents are reported, the rest kept. What cannot be read (a missing path, an unreadable
+ * file, a dangling link) is reported and noted in `unread`; the rest is loaded all the same.
  */
 export function loadCatalog(paths: readonly string[], objects: readonly StoredObject[] = []): Catalog {
   const catalog = emptyCatalog();
   for (const { source, id, object } of objects) loadDocument(catalog, { file: `${source}:${id}`, index: 0 }, object);
-  for (const path of paths) {
-    let files: string[];
+  for (const file of paths.flatMap((path) => manifestFiles(catalog, path))) {
+    let text: string;
     try {
-      files = manifestFiles(path);
+      text = readFileSync(file, 'utf8');
     } catch (error) {
-      catalog.errors.push({ file: path, index: 0, path: '', reason: (error as Error).message });
+      cannotRead(catalog, file, error);
       continue;
     }
-    for (const file of files) parseManifests(file, readFileSync(file, 'utf8'), catalog);
+    parseManifests(file, text, catalog);
   }
   checkReferences(catalog);
   return catalog;

@@ -56,6 +56,15 @@ export function sendError(res: ServerResponse, status: number, reason: string): 
   sendJson(res, status, { code: status, reason } satisfies ErrorBody);
 }
 
+/** The request's target, parsed the same way wherever a request is looked at; 400 for one that is no URL (`GET //`). */
+export function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    throw new AgentError(400, 'the request target is not a valid path');
+  }
+}
+
 export class Router<Context = undefined> {
   private readonly table = FindMyWay();
 
@@ -68,9 +77,9 @@ export class Router<Context = undefined> {
 
   /** Answers `req`: the route's result, or the error it threw as `{code, reason}`. */
   async serve(req: IncomingMessage, res: ServerResponse, context: Context): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
     const method = (req.method ?? 'GET') as Method;
     try {
+      const url = requestUrl(req);
       const found = this.table.find(method, url.pathname);
       if (!found) throw new AgentError(404, `no route for ${method} ${url.pathname}`);
       const route = found.store as Route<Context>;
@@ -87,7 +96,7 @@ export class Router<Context = undefined> {
       });
     } catch (error) {
       if (error instanceof AgentError) return sendError(res, error.status, error.message);
-      this.options.log.error({ err: error, method, path: url.pathname }, 'request failed');
+      this.options.log.error({ err: error, method, path: req.url }, 'request failed');
       sendError(res, 500, (error as Error).message);
     }
   }

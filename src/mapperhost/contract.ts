@@ -29,7 +29,7 @@ export interface DeviceConnection {
 
 export interface MapperContext {
   log: Logger;
-  /** The agent's event bus (`mqtt://host:port`), for mappers whose devices speak MQTT. */
+  /** The agent's event bus (`mqtt://user:password@host:port`: the bus's connectUrl), for mappers whose devices speak MQTT; never log it. */
   busUrl: string;
   /** Lines, broker connections and controllers that devices share; the host closes them when it stops. */
   transports: TransportPool;

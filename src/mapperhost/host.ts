@@ -23,8 +23,8 @@ export interface MapperHostDeps {
   mappers: readonly Mapper[];
   twins: Twins;
   catalog: DeviceCatalog;
-  /** The agent's event bus, whose `mqtt://host:port` mappers of MQTT devices connect to (known once it listens). */
-  bus: { readonly url: string };
+  /** The agent's event bus, whose connectUrl mappers of MQTT devices connect to (known once it listens). */
+  bus: { readonly connectUrl: string };
   log: Logger;
 }
 
@@ -86,7 +86,7 @@ export class MapperHost implements Module {
       this.twins.setState(device.id, 'unhealthy', 'mapper', reason);
       return;
     }
-    const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.deps.bus.url, this.transports);
+    const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.deps.bus.connectUrl, this.transports);
     this.runners.set(device.id, runner);
     runner.start();
   }

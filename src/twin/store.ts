@@ -24,6 +24,12 @@ CREATE TABLE IF NOT EXISTS twin_history (
 );
 `;
 
+/** Which keys the DeviceModel defines (the others are bounded), and when a twin was deleted (tombstones are purged). */
+const MODEL_KEYS_AND_TOMBSTONES = `
+ALTER TABLE twin ADD COLUMN in_model INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE twin ADD COLUMN deleted_at INTEGER;
+`;
+
 interface TwinRow {
   device_id: string;
   key: string;
@@ -39,6 +45,8 @@ interface TwinRow {
   actual_edge: number | null;
   history_seq: number;
   id: number;
+  in_model: number;
+  deleted_at: number | null;
 }
 
 interface DeviceRow {
@@ -77,7 +85,7 @@ export class TwinStore {
     private readonly db: Database,
     private readonly historySize: number,
   ) {
-    db.migrate({ owner: 'twin', steps: [SCHEMA] });
+    db.migrate({ owner: 'twin', steps: [SCHEMA, MODEL_KEYS_AND_TOMBSTONES] });
     this.statements = {
       upsertDevice: this.db.prepare(
         `INSERT INTO device (id, namespace, name, description, state, last_online, attributes, managed)
@@ -88,10 +96,12 @@ export class TwinStore {
       deleteDevice: this.db.prepare('DELETE FROM device WHERE id = ?'),
       deleteTwins: this.db.prepare('DELETE FROM twin WHERE device_id = ?'),
       deleteHistory: this.db.prepare(`DELETE FROM twin_history WHERE id / ${HISTORY_STRIDE} IN (SELECT id FROM twin WHERE device_id = ?)`),
+      deleteTwin: this.db.prepare('DELETE FROM twin WHERE device_id = ? AND key = ?'),
+      deleteTwinHistory: this.db.prepare('DELETE FROM twin_history WHERE id BETWEEN ? AND ?'),
       upsertTwin: this.db.prepare(
         `INSERT OR REPLACE INTO twin (device_id, key, type, optional, expected, expected_ts, expected_cloud, expected_edge,
-           actual, actual_ts, actual_cloud, actual_edge, history_seq, id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           actual, actual_ts, actual_cloud, actual_edge, history_seq, id, in_model, deleted_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       putHistory: this.db.prepare('INSERT OR REPLACE INTO twin_history (id, seq, value, ts) VALUES (?, ?, ?, ?)'),
       history: this.db.prepare('SELECT value, ts FROM twin_history WHERE id BETWEEN ? AND ? ORDER BY seq DESC LIMIT ?'),
@@ -128,6 +138,8 @@ export class TwinStore {
         expectedVersion: version(row.expected_cloud, row.expected_edge),
         actualVersion: version(row.actual_cloud, row.actual_edge),
         historySeq: row.history_seq,
+        inModel: row.in_model === 1,
+        deletedAt: row.deleted_at ?? undefined,
       });
     }
     return [...devices.values()];
@@ -164,13 +176,26 @@ export class TwinStore {
       this.twinIds.delete(key);
       this.pendingTwins.delete(key);
     }
-    for (let i = this.pendingHistory.length - 1; i >= 0; i--) {
-      if (ids.has(Math.floor((this.pendingHistory[i]![0] as number) / HISTORY_STRIDE))) this.pendingHistory.splice(i, 1);
-    }
+    this.dropPendingHistory(ids);
     this.db.queue(() => {
       this.statements.deleteHistory.run(id);
       this.statements.deleteTwins.run(id);
       this.statements.deleteDevice.run(id);
+    });
+  }
+
+  /** Queues the removal of one twin property and its history (a purged tombstone). */
+  deleteTwin(deviceId: string, key: string): void {
+    const ref = `${deviceId}\0${key}`;
+    const twinId = this.twinIds.get(ref);
+    if (twinId === undefined) return;
+    this.twinIds.delete(ref);
+    this.pendingTwins.delete(ref);
+    this.dropPendingHistory(new Set([twinId]));
+    const first = twinId * HISTORY_STRIDE;
+    this.db.queue(() => {
+      this.statements.deleteTwinHistory.run(first, first + HISTORY_STRIDE - 1);
+      this.statements.deleteTwin.run(deviceId, key);
     });
   }
 
@@ -197,6 +222,8 @@ export class TwinStore {
       p.actualVersion?.edge ?? null,
       p.historySeq,
       twinId,
+      p.inModel ? 1 : 0,
+      p.deletedAt ?? null,
     ];
     this.pendingTwins.set(ref, params);
     if (reported && p.actual) this.pendingHistory.push([twinId * HISTORY_STRIDE + (p.historySeq % this.historySize), p.historySeq, p.actual.value, p.actual.timestamp]);
@@ -206,6 +233,13 @@ export class TwinStore {
   /** Resolves when everything queued so far is committed. */
   flushed(): Promise<void> {
     return this.db.flushed();
+  }
+
+  /** Forgets the uncommitted history of twins about to be deleted. */
+  private dropPendingHistory(twinIds: Set<number>): void {
+    for (let i = this.pendingHistory.length - 1; i >= 0; i--) {
+      if (twinIds.has(Math.floor((this.pendingHistory[i]![0] as number) / HISTORY_STRIDE))) this.pendingHistory.splice(i, 1);
+    }
   }
 
   /** Calls back once everything queued so far is committed, or has failed to be. */

@@ -1,11 +1,12 @@
 /**
  * The device twin with KubeEdge's devicetwin semantics (edge/pkg/devicetwin/dtmanager/twin.go):
  * every expected or actual value given counts as a change and moves its edge version on,
- * unknown keys are added, `null` deletes an optional twin, a request is all or nothing.
- * Changes are persisted first and announced after they are committed.
+ * unknown keys are added (within the bounds of bounds.ts), `null` deletes an optional twin, a
+ * request is all or nothing. Changes are persisted first and announced after they are committed.
  */
 import { EventEmitter } from 'node:events';
 import type { Remove } from '../module.js';
+import { boundedDocument, isExpiredTombstone, tombstonesToMakeRoom, type TwinLimits } from './bounds.js';
 import type { HistoryEntry, TwinStore } from './store.js';
 import type { DeviceAttribute, DeviceRecord, MsgTwin, TwinProperty, TwinVersion } from './types.js';
 import { DELETED, DEVICE_STATES, TwinError, toMsgTwin } from './types.js';
@@ -105,7 +106,7 @@ export interface NewDevice {
   description?: string;
   attributes?: Record<string, DeviceAttribute>;
   managed: boolean;
-  /** Twins created with the device: the DeviceModel's properties with their types and seeds. */
+  /** Twins created with the device: the DeviceModel's properties with their types and seeds; these keys are the model's. */
   twins: Record<string, { type: string; desired?: string; reported?: string }>;
 }
 
@@ -142,8 +143,18 @@ export function checkTwinUpdate(update: TwinUpdate): void {
   }
 }
 
+/**
+ * How often a device's tombstones are looked at, at most (or once per TTL when shorter). The twin
+ * is no module and keeps no timer: a device is swept when the catalog loads it (every start and
+ * reload) and when an update touches it; one nobody touches holds at most maxExtraProperties
+ * tombstones meanwhile.
+ */
+const SWEEP_INTERVAL_MS = 60_000;
+
 export class Twins {
   private readonly devices = new Map<string, DeviceRecord>();
+  /** Monotonic time (performance.now()) before which a device is not swept again: wall-clock steps cannot stop sweeps. */
+  private readonly nextSweep = new Map<string, number>();
   private readonly events = new EventEmitter<TwinEvents>();
   private readonly stagers = new Set<(event: PendingEvent) => void>();
   /** Events of changes not yet committed, in order. */
@@ -152,6 +163,7 @@ export class Twins {
   constructor(
     private readonly store: TwinStore,
     private readonly onListenerError: (error: unknown) => void,
+    private readonly limits: TwinLimits,
   ) {
     for (const device of store.loadDevices()) this.devices.set(device.id, device);
   }
@@ -172,7 +184,14 @@ export class Twins {
     return this.store.flushed();
   }
 
-  /** Adds a device, or refreshes its description, attributes and node binding, and creates missing twins. */
+  /** The twin as `twin/get` answers it: 404 for an unknown device, 413 when larger than `twin.maxGetBytes`. */
+  document(id: string): Record<string, MsgTwin> {
+    const device = this.devices.get(id);
+    if (!device) throw new TwinError(404, `Device ${id} not found while getting twin`);
+    return boundedDocument(id, device.twin, this.limits.maxGetBytes);
+  }
+
+  /** Adds a device, or refreshes its description, attributes and node binding, creates missing twins and marks which keys the model defines. */
   upsertDevice(spec: NewDevice): DeviceRecord {
     const existing = this.devices.get(spec.id);
     const device: DeviceRecord = existing ?? {
@@ -191,9 +210,15 @@ export class Twins {
     this.devices.set(device.id, device);
     this.store.saveDevice(device);
     const now = Date.now();
+    for (const [key, property] of device.twin) {
+      const inModel = Object.hasOwn(spec.twins, key);
+      if (property.inModel === inModel) continue;
+      property.inModel = inModel;
+      this.store.saveTwin(device.id, key, property);
+    }
     for (const [key, seed] of Object.entries(spec.twins)) {
       if (device.twin.has(key)) continue;
-      const property: TwinProperty = { type: seed.type, optional: true, historySeq: 0 };
+      const property: TwinProperty = { type: seed.type, optional: true, historySeq: 0, inModel: true };
       if (seed.desired !== undefined) {
         property.expected = { value: seed.desired, timestamp: now };
         property.expectedVersion = { cloud: 1, edge: 0 };
@@ -205,6 +230,7 @@ export class Twins {
       device.twin.set(key, property);
       this.store.saveTwin(device.id, key, property);
     }
+    this.sweep(device, now);
     return device;
   }
 
@@ -212,6 +238,7 @@ export class Twins {
     const device = this.devices.get(id);
     if (!device) return undefined;
     this.devices.delete(id);
+    this.nextSweep.delete(id);
     this.store.deleteDevice(id);
     return device;
   }
@@ -222,8 +249,10 @@ export class Twins {
     const device = this.devices.get(deviceId);
     if (!device) throw new TwinError(404, 'Update rejected due to the device is not existed');
     const now = Date.now();
+    this.sweep(device, now);
     const staged = new Map<string, { property: TwinProperty; reported: boolean }>();
     const changedKeys: ChangedKey[] = [];
+    let addsKeys = false;
 
     for (const [key, request] of Object.entries(update)) {
       const existing = device.twin.get(key);
@@ -231,7 +260,7 @@ export class Twins {
         if (!existing || existing.type === DELETED || !existing.optional) continue;
         // EdgeCore clears only sides that carry a version: a twin never given a value stays.
         if (!existing.expectedVersion && !existing.actualVersion) continue;
-        const deleted: TwinProperty = { ...clone(existing), type: DELETED, expected: undefined, actual: undefined };
+        const deleted: TwinProperty = { ...clone(existing), type: DELETED, expected: undefined, actual: undefined, deletedAt: now };
         if (existing.expectedVersion) deleted.expectedVersion = bump(existing.expectedVersion);
         if (existing.actualVersion) deleted.actualVersion = bump(existing.actualVersion);
         staged.set(key, { property: deleted, reported: false });
@@ -241,8 +270,11 @@ export class Twins {
       const wasDeleted = existing?.type === DELETED;
       const property: TwinProperty = existing
         ? clone(existing)
-        : { type: request.metadata ? (request.metadata.type ?? '') : 'string', optional: request.optional ?? true, historySeq: 0 };
-      if (wasDeleted) property.type = request.metadata?.type || 'string';
+        : { type: request.metadata ? (request.metadata.type ?? '') : 'string', optional: request.optional ?? true, historySeq: 0, inModel: false };
+      if (wasDeleted) {
+        property.type = request.metadata?.type || 'string';
+        property.deletedAt = undefined;
+      }
       const touched: MsgTwin = {};
       let changed = !existing;
       let reported = false;
@@ -267,14 +299,17 @@ export class Twins {
       }
       if (existing && request.metadata && (wasDeleted || request.metadata.type !== existing.type)) changed = true;
       if (!changed) continue;
+      addsKeys ||= !existing;
       staged.set(key, { property, reported });
       changedKeys.push({ key, last: existing && !wasDeleted ? existing : undefined, current: property, touched: existing ? touched : undefined });
     }
 
+    const purged = addsKeys ? tombstonesToMakeRoom(deviceId, device.twin, staged, this.limits.maxExtraProperties) : [];
     for (const [key, { property, reported }] of staged) {
       device.twin.set(key, property);
       this.store.saveTwin(device.id, key, property, reported);
     }
+    for (const key of purged) this.purge(device, key);
     const change = new TwinChange(deviceId, origin, eventId, changedKeys, this.delta(deviceId));
     this.announce({ kind: 'changed', event: change });
     return change;
@@ -372,6 +407,20 @@ export class Twins {
         for (const id of ids) this.reload(id);
       },
     );
+  }
+
+  /** Purges the device's expired tombstones, at most once per SWEEP_INTERVAL_MS (or TTL, when shorter) of monotonic time. */
+  private sweep(device: DeviceRecord, now: number): void {
+    const tick = performance.now();
+    if (tick < (this.nextSweep.get(device.id) ?? 0)) return;
+    this.nextSweep.set(device.id, tick + Math.min(SWEEP_INTERVAL_MS, this.limits.tombstoneTtlMs));
+    for (const [key, property] of device.twin) if (isExpiredTombstone(property, now, this.limits.tombstoneTtlMs)) this.purge(device, key);
+  }
+
+  /** A tombstone and its history go; no event, as the deletion itself was announced. */
+  private purge(device: DeviceRecord, key: string): void {
+    device.twin.delete(key);
+    this.store.deleteTwin(device.id, key);
   }
 
   private reload(deviceId: string): void {

@@ -32,6 +32,10 @@ export interface TwinProperty {
   actualVersion?: TwinVersion;
   /** Counts reported values; the history keeps the last `historySize` of them. */
   historySeq: number;
+  /** Defined by the device's DeviceModel (created from its seeds); the other keys are bounded by `twin.maxExtraProperties`. */
+  inModel: boolean;
+  /** When a `deleted` twin was deleted (wall clock, ms): a tombstone not in the model is purged `twin.tombstoneTtlMs` after it. */
+  deletedAt?: number;
 }
 
 export interface DeviceAttribute {
@@ -71,15 +75,9 @@ export function toMsgTwin(p: TwinProperty, withVersions = false): MsgTwin {
   return msg;
 }
 
-export function twinDocument(twin: Map<string, TwinProperty>): Record<string, MsgTwin> {
-  const out: Record<string, MsgTwin> = {};
-  for (const [key, property] of twin) if (property.type !== DELETED) out[key] = toMsgTwin(property);
-  return out;
-}
-
-/** A twin request refused, with EdgeCore's Result code (400 bad request, 404 unknown device, 500 storage), which is also its HTTP status. */
+/** A twin request refused, with EdgeCore's Result code (400 bad request, 404 unknown device, 500 storage; 413 a twin too large to answer), which is also its HTTP status. */
 export class TwinError extends AgentError {
-  constructor(status: 400 | 404 | 409 | 500, message: string) {
+  constructor(status: 400 | 404 | 409 | 413 | 500, message: string) {
     super(status, message);
   }
 }

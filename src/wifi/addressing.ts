@@ -49,7 +49,8 @@ export class DhcpClient {
   start(onLease: (lease: Lease) => void, onLost: () => void): void {
     this.stop();
     const script = join(this.runDir, 'udhcpc.script');
-    writeFileSync(script, SCRIPT, { mode: 0o755 });
+    // Only the agent's user may run or change it, as only they may enter the run dir.
+    writeFileSync(script, SCRIPT, { mode: 0o700 });
     const client = dhcpClient();
     const child = spawn(client.command, [...client.args, '-i', this.ifname, '-f', '-s', script, '-t', '20', '-T', '1', '-A', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;

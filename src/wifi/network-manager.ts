@@ -1,13 +1,14 @@
 /**
  * Where NetworkManager owns the WiFi interface, the agent leaves it in charge and uses node-wifi
- * (nmcli underneath) to scan and to connect one network: NetworkManager runs one station per
- * interface, so multiple identities need the wpa_supplicant backend.
+ * (nmcli underneath) to scan, and nmcli.ts to connect one network: NetworkManager runs one
+ * station per interface, so multiple identities need the wpa_supplicant backend.
  */
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { promisify } from 'node:util';
 import type { Logger } from '../log.js';
 import { isTrusted, type NetworkConfig, type WifiConfig } from './config.js';
+import { nmcliConnect } from './nmcli.js';
 import { airtimeScore } from './scoring.js';
 import { channelOf } from './station.js';
 import type { ApState, WifiState } from './state.js';
@@ -30,7 +31,6 @@ export async function networkManagerOwns(ifname: string): Promise<boolean> {
 interface NodeWifi {
   init(options: { iface: string | null }): void;
   scan(): Promise<Array<{ ssid: string; bssid: string; channel: number; frequency: number; signal_level: number; security: string }>>;
-  connect(options: { ssid: string; password?: string }): Promise<void>;
   getCurrentConnections(): Promise<Array<{ ssid: string; bssid: string; frequency: number; signal_level: number }>>;
 }
 
@@ -101,7 +101,7 @@ export class NetworkManagerWifi extends EventEmitter<{ changed: [WifiState] }> {
     const currentScore = current ? airtimeScore({ signal: current.signal_level }) : 0;
     if (best && (!current || (best.ssid !== current.ssid && best.score > currentScore * (1 + this.config.hysteresis)))) {
       this.identity = { ...this.identity, status: 'connecting' };
-      await this.wifi.connect({ ssid: best.ssid, password: this.networkOf(best.ssid)!.passphrase });
+      await nmcliConnect({ ssid: best.ssid, passphrase: this.networkOf(best.ssid)!.passphrase, ifname: this.config.radio, timeoutMs: this.config.connectTimeoutMs });
       this.log.info({ ssid: best.ssid }, 'wifi connected through NetworkManager');
     }
     const [now] = await this.wifi.getCurrentConnections();

@@ -1,9 +1,10 @@
 /** The `workloads` section: images, workloads to run, peers that may exchange them, offload policy. */
 import * as v from 'valibot';
+import { portNumber as port } from '../schema.js';
 
-const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
 const name = v.pipe(v.string(), v.regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be lower-case letters, digits and dashes'));
 const percent = v.pipe(v.number(), v.minValue(0), v.maxValue(100));
+const positiveInteger = v.pipe(v.number(), v.integer(), v.minValue(1));
 
 const peer = v.strictObject({
   name,
@@ -33,6 +34,11 @@ export const workloadDefinition = v.strictObject({
   placement: v.optional(v.picklist(['local', 'trusted', 'any']), 'any'),
   /** Guest ports published on 127.0.0.1: `{guest: 8080, host: 18080}`. */
   ports: v.optional(v.array(v.strictObject({ guest: port, host: port })), []),
+  /**
+   * `lan` lets the guest reach the host and the LAN, if its image asks for it too (`network: lan`
+   * in its manifest); otherwise its user networking is restricted: published ports only.
+   */
+  network: v.optional(v.picklist(['restricted', 'lan']), 'restricted'),
   /** Started by the first connection to the host port of its first published port (Jitsu), stopped when idle. */
   onDemand: v.optional(v.strictObject({ idleTimeoutMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), 60_000), snapshot: v.optional(v.boolean(), true) })),
 });
@@ -61,11 +67,29 @@ export const workloadsSection = v.pipe(
     enabled: v.optional(v.boolean(), false),
     /** Directories of built images (each `<name>/manifest.json`). */
     images: v.optional(v.array(v.string()), ['./images/build']),
-    listen: v.optional(v.strictObject({ host: v.optional(v.string(), '0.0.0.0'), port: v.optional(port, 9443) }), {}),
+    listen: v.optional(
+      v.strictObject({
+        host: v.optional(v.string(), '0.0.0.0'),
+        port: v.optional(port, 9443),
+        /** TLS handshakes each remote address may start: `burst` at once, then `perSecond`; more are cut before the handshake. */
+        handshakes: v.optional(v.strictObject({ burst: v.optional(positiveInteger, 20), perSecond: v.optional(v.pipe(v.number(), v.minValue(0.01)), 5) }), {}),
+        /** Refused connections are logged once per this many ms per remote address, with how many there were. */
+        refusalLogIntervalMs: v.optional(positiveInteger, 60_000),
+      }),
+      {},
+    ),
     peers: v.optional(v.array(peer), []),
+    /** The largest artifact a peer's image may have; a download is cut off the moment it passes its declared size. */
+    maxArtifactBytes: v.optional(positiveInteger, 1024 ** 3),
+    /** How long fetching an offer's artifacts from a peer may take in all (besides the 30 s a peer may stay silent). */
+    transferTimeoutMs: v.optional(positiveInteger, 600_000),
     /** Caps what a live migration may take of the link (QEMU's own default is 32 MiB/s). */
     migrationBandwidthMiBps: v.optional(v.pipe(v.number(), v.minValue(0.01))),
     workloads: v.optional(v.array(workloadDefinition), []),
+    /** Each workload's serial console file is cut back to its newest half when it would pass this (the run dir is RAM on most gateways). */
+    consoleMaxBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(256)), 1024 ** 2),
+    /** Events kept per workload in its history; older ones go as new ones come. */
+    historySize: v.optional(positiveInteger, 200),
     policy: v.optional(policy, {}),
   }),
   v.check((w) => new Set(w.workloads.map((d) => d.name)).size === w.workloads.length, 'workload names must be unique'),

@@ -10,6 +10,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as v from 'valibot';
 import { parseOrThrow } from '../schema.js';
+import { QEMU_NAME } from './qemu/args.js';
 import type { Architecture, ArtifactPaths, ImageArtifact, ImageManifest } from './types.js';
 
 export class ImageError extends Error {}
@@ -31,6 +32,9 @@ const artifactSchema = v.strictObject({
   size: v.pipe(v.number(), v.integer(), v.minValue(0)),
 });
 
+/** A name that reaches QEMU's command line as an option's value: a comma, '=' or space would add options of the sender's choosing. */
+const qemuName = (what: string) => v.pipe(v.string(), v.regex(QEMU_NAME, `must be a QEMU ${what} name: 1-64 of a-z, 0-9, '.', '_', '-' (no ',', '=' or space)`));
+
 /** An image manifest, as a file or a peer's migration offer holds it. */
 export const imageManifest = v.pipe(
   v.strictObject({
@@ -46,7 +50,8 @@ export const imageManifest = v.pipe(
     ),
     memoryMiB: v.pipe(v.number(), v.integer(), v.minValue(1)),
     cpus: v.pipe(v.number(), v.integer(), v.minValue(1)),
-    cmdline: v.optional(v.string()),
+    // Passed whole as -append (QEMU splits nothing in it); printable ASCII keeps a peer's line readable and one line.
+    cmdline: v.optional(v.pipe(v.string(), v.regex(/^[\x20-\x7e]{0,1024}$/, 'must be at most 1024 printable ASCII characters'))),
     ports: v.array(
       v.strictObject({
         name: v.pipe(v.string(), v.minLength(1)),
@@ -54,7 +59,9 @@ export const imageManifest = v.pipe(
         protocol: v.literal('tcp'),
       }),
     ),
-    aarch64: v.optional(v.strictObject({ machine: v.string(), cpu: v.string(), accel: v.string(), notes: v.string() })),
+    aarch64: v.optional(v.strictObject({ machine: qemuName('machine'), cpu: qemuName('CPU model'), accel: v.picklist(['kvm', 'tcg']), notes: v.string() })),
+    /** `lan` asks for a network that reaches the host and the LAN; the workload's config must allow it too. */
+    network: v.optional(v.picklist(['restricted', 'lan']), 'restricted'),
   }),
   v.forward(
     v.check((m) => m.kind !== 'linux' || m.artifacts.some((a) => a.role === 'initrd' || a.role === 'disk'), 'a linux image needs an initrd or a disk artifact'),
@@ -126,25 +133,31 @@ export class ImageStore {
     return existsSync(this.path(sha256));
   }
 
-  /** Stores what `source` (a stream or a file) holds if its sha256 is `expectedSha256`; otherwise an ImageError, and nothing stays behind. */
-  async add(source: NodeJS.ReadableStream | string, expectedSha256: string, onProgress?: (bytes: number) => void): Promise<string> {
-    const target = this.path(expectedSha256);
+  /**
+   * Stores what `source` (a stream or a file) holds if it is `artifact`: its declared size and sha256.
+   * A source that runs past the size is cut off there; on any mismatch an ImageError, and nothing stays behind.
+   */
+  async add(source: NodeJS.ReadableStream | string, artifact: Pick<ImageArtifact, 'sha256' | 'size'>, onProgress?: (bytes: number) => void): Promise<string> {
+    const target = this.path(artifact.sha256);
     await mkdir(this.dir, { recursive: true });
     const temp = join(this.dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
     let bytes = 0;
     const measure = new Transform({
       transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
         bytes += chunk.length;
+        // The moment it is too long, not once it ended: a peer's endless stream must not fill the disk.
+        if (bytes > artifact.size) return done(new ImageError(`more than the ${artifact.size} bytes declared: cut off at ${bytes}`));
+        hash.update(chunk);
         onProgress?.(bytes);
         done(null, chunk);
       },
     });
     try {
       await pipeline(typeof source === 'string' ? createReadStream(source) : source, measure, createWriteStream(temp, { mode: 0o444 }));
+      if (bytes !== artifact.size) throw new ImageError(`${bytes} bytes received, ${artifact.size} declared`);
       const actual = hash.digest('hex');
-      if (actual !== expectedSha256) throw new ImageError(`sha256 is ${actual}, expected ${expectedSha256} (${bytes} bytes received)`);
+      if (actual !== artifact.sha256) throw new ImageError(`sha256 is ${actual}, expected ${artifact.sha256} (${bytes} bytes received)`);
       await rename(temp, target);
       return target;
     } finally {
@@ -164,7 +177,7 @@ export class ImageStore {
     const sources = await verifyArtifacts(manifest, dirname(manifestFile));
     const artifacts: ArtifactPaths = {};
     for (const artifact of manifest.artifacts) {
-      artifacts[artifact.role] = this.has(artifact.sha256) ? this.path(artifact.sha256) : await this.add(sources[artifact.role]!, artifact.sha256);
+      artifacts[artifact.role] = this.has(artifact.sha256) ? this.path(artifact.sha256) : await this.add(sources[artifact.role]!, artifact);
     }
     return { manifest, artifacts };
   }

@@ -4,15 +4,16 @@
  * policy, and their state and history in SQLite. Migration and on-demand start build on the
  * methods here; what the manager keeps stays inside it.
  */
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { WorkloadDefinition, WorkloadsConfig } from './config.js';
 import { checkRunnable, ImageStore } from './image.js';
+import { peerScoped, scopeOf } from './peer-scope.js';
 import type { Guest, GuestSpec, Runtime } from './runtime.js';
 import { WorkloadStore, type HistoryEvent, type WorkloadRecord, type WorkloadState } from './store.js';
-import type { ArtifactPaths, ImageManifest } from './types.js';
+import type { ArtifactPaths, GuestNetwork, ImageArtifact, ImageManifest } from './types.js';
 
 const MAX_RESTART_DELAY_MS = 60_000;
 const CONSOLE_TAIL_BYTES = 4096;
@@ -48,8 +49,16 @@ export interface ManagerDeps {
   log: Logger;
 }
 
+/** The LAN needs two yeses: the image asks for it, and this agent's config allows it for the workload. */
+function networkOf(definition: WorkloadDefinition, manifest: ImageManifest): GuestNetwork {
+  return definition.network === 'lan' && manifest.network === 'lan' ? 'lan' : 'restricted';
+}
+
 export class WorkloadManager {
+  /** This agent's own images, by name. */
   private readonly images = new Map<string, Image>();
+  /** Images that came with peers' workloads, by `<peer>.<name>`: never taken for one of this agent's, whatever they are called. */
+  private readonly peerImages = new Map<string, Image>();
   private readonly store: WorkloadStore;
   private readonly imageStore: ImageStore;
   private readonly running = new Map<string, Running>();
@@ -68,13 +77,12 @@ export class WorkloadManager {
     this.runtime = runtime;
     this.log = log;
     this.imageStore = new ImageStore(join(dataDir, 'workloads', 'images'));
-    this.store = new WorkloadStore(join(dataDir, 'workloads.db'));
+    this.store = new WorkloadStore(join(dataDir, 'workloads.db'), config.historySize);
   }
 
   /** Verifies and stores the built images, then starts the workloads marked autostart, and those that ran before a restart. */
   async start(): Promise<void> {
-    mkdirSync(this.runDir, { recursive: true });
-    this.runtime.reclaim();
+    await this.runtime.reclaim();
     for (const dir of this.config.images) await this.importImages(dir);
     const toStart = new Set(this.config.workloads.filter((w) => w.autostart && !w.onDemand).map((w) => w.name));
     for (const record of this.store.list()) {
@@ -100,22 +108,20 @@ export class WorkloadManager {
     }
   }
 
-  /** Adds an image whose artifacts are already in the store (a migration brought them). */
-  addImage(manifest: ImageManifest): Image {
+  /** Adds the image of `peer`'s workloads whose artifacts are already in the store (its migration brought them). */
+  addPeerImage(peer: string, manifest: ImageManifest): void {
     const artifacts = this.imageStore.artifactsOf(manifest);
-    if (!artifacts) throw new AgentError(409, `image ${manifest.name}: artifacts missing from the store`);
-    const image = { manifest, artifacts };
-    this.images.set(manifest.name, image);
-    return image;
+    if (!artifacts) throw new AgentError(409, `image ${manifest.name} of ${peer}: artifacts missing from the store`);
+    this.peerImages.set(peerScoped(peer, manifest.name), { manifest, artifacts });
   }
 
   hasArtifact(sha256: string): boolean {
     return this.imageStore.has(sha256);
   }
 
-  /** Stores what `stream` holds if its digest is `sha256`; otherwise an ImageError, and nothing stays. */
-  async storeArtifact(stream: NodeJS.ReadableStream, sha256: string): Promise<void> {
-    await this.imageStore.add(stream, sha256);
+  /** Stores what `stream` holds if it is `artifact` (its size, then its digest); otherwise an ImageError, and nothing stays. */
+  async storeArtifact(stream: NodeJS.ReadableStream, artifact: Pick<ImageArtifact, 'sha256' | 'size'>): Promise<void> {
+    await this.imageStore.add(stream, artifact);
   }
 
   /** The stored file of an artifact one of this agent's images lists, and its size; nothing for any other digest. */
@@ -127,14 +133,18 @@ export class WorkloadManager {
     return undefined;
   }
 
+  /** The config's definition of one of this agent's workloads; the stored one of a peer's (or of one no longer in the config). */
   definition(name: string): WorkloadDefinition {
-    const definition = this.store.get(name)?.definition ?? this.config.workloads.find((w) => w.name === name);
+    const definition = this.config.workloads.find((w) => w.name === name) ?? this.store.get(name)?.definition;
     if (!definition) throw new AgentError(404, `no workload ${name} (defined: ${this.config.workloads.map((w) => w.name).join(', ') || 'none'})`);
     return definition;
   }
 
+  /** The image a workload runs: one of this agent's for its own workloads, the peer's for a peer's. */
   image(definition: WorkloadDefinition): Image {
-    const image = this.images.get(definition.image);
+    const { peer } = scopeOf(definition.name);
+    const image = peer ? this.peerImages.get(peerScoped(peer, definition.image)) : this.images.get(definition.image);
+    if (!image && peer) throw new AgentError(409, `workload ${definition.name}: no image ${definition.image} from ${peer} here`);
     if (!image) throw new AgentError(409, `workload ${definition.name}: no image ${definition.image} here (have: ${[...this.images.keys()].join(', ') || 'none'})`);
     const refusal = checkRunnable(image.manifest);
     if (refusal) throw new AgentError(422, `workload ${definition.name}: ${refusal}`);
@@ -177,7 +187,8 @@ export class WorkloadManager {
 
   private spec(definition: WorkloadDefinition, hostPorts = definition.ports): GuestSpec {
     const { manifest, artifacts } = this.image(definition);
-    return { name: definition.name, manifest, artifacts, memoryMiB: definition.memoryMiB, cpus: definition.cpus, cpuQuotaPercent: definition.cpuQuotaPercent, hostPorts };
+    const { memoryMiB, cpus, cpuQuotaPercent } = definition;
+    return { name: definition.name, manifest, artifacts, memoryMiB, cpus, cpuQuotaPercent, hostPorts, network: networkOf(definition, manifest) };
   }
 
   /** Starts the workload (a cold boot, or from `snapshot`); resolves once its guest runs. */
@@ -199,7 +210,7 @@ export class WorkloadManager {
       this.store.save({ name, definition, state: 'failed', origin, reason: (error as Error).message }, 'start failed');
       throw new AgentError(500, `workload ${name} did not start: ${(error as Error).message}`);
     }
-    this.adopt(name, definition, guest, origin, 'started', { pid: guest.pid, accel: guest.accel, snapshot: options.snapshot });
+    this.adopt(name, definition, guest, origin, 'started', { pid: guest.pid, accel: guest.accel, network: spec.network, snapshot: options.snapshot });
     return this.get(name);
   }
 

@@ -1,8 +1,13 @@
 /**
  * The target's side of a live migration: a peer's offer is accepted once the image can run here
- * and its artifacts, fetched from the peer when missing, match their digests; a guest then waits
- * for the stream that comes through the peer's tunnel, and becomes a workload of this agent only
- * when the peer confirms and the guest runs. Whatever fails on the way, nothing of it stays.
+ * and its artifacts, fetched from the peer when missing, match their sizes and digests; a guest then
+ * waits for the stream that comes through the peer's tunnel, and becomes a workload of this agent
+ * only when the peer confirms and the guest runs. Whatever fails on the way, nothing of it stays.
+ *
+ * What a peer sends is kept as the peer's: its workload here is `<peer>.<name>` (peer-scope.ts)
+ * with restricted networking, its image is filed under the peer, and neither replaces anything
+ * of this agent's. Only a workload of this agent's own coming back keeps its name, and runs by
+ * this agent's definition and image again.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
@@ -16,7 +21,8 @@ import { workloadDefinition, type WorkloadDefinition } from './config.js';
 import { checkRunnable, imageManifest } from './image.js';
 import type { WorkloadManager } from './manager.js';
 import type { Acceptance } from './migrate-out.js';
-import type { PeerClient, PeerConfig } from './peers.js';
+import { peerScoped } from './peer-scope.js';
+import { PeerError, type PeerClient, type PeerConfig } from './peers.js';
 import type { Guest } from './runtime.js';
 import { splice } from './splice.js';
 
@@ -25,7 +31,7 @@ const CONFIRM_TIMEOUT_MS = 15_000;
 const INCOMING_TIMEOUT_MS = 60_000;
 const STATUS_POLL_MS = 20;
 
-/** A peer's offer: the workload as it is defined there, and the image it runs. */
+/** A peer's offer: the workload as it is defined there, and the image it runs (every field that reaches QEMU checked by imageManifest). */
 export const migrationOffer = v.object({ definition: workloadDefinition, manifest: imageManifest });
 export type MigrationOffer = v.InferOutput<typeof migrationOffer>;
 
@@ -33,11 +39,25 @@ export type MigrationOffer = v.InferOutput<typeof migrationOffer>;
 export const migrationConfirmation = v.object({ downtimeMs: v.optional(v.number()), totalTimeMs: v.optional(v.number()) });
 export type MigrationConfirmation = v.InferOutput<typeof migrationConfirmation>;
 
-interface Arrival {
-  id: string;
+/** Who an offered workload is here: its name, definition and origin. */
+interface Newcomer {
   name: string;
-  peer: string;
   definition: WorkloadDefinition;
+  /** `local` for one of ours coming back, else `peer:<name>`. */
+  origin: string;
+  /** One of ours coming back: its image is ours, nothing to fetch. */
+  returning: boolean;
+}
+
+/** What this agent takes from a peer's offer (`workloads.maxArtifactBytes`, `workloads.transferTimeoutMs`). */
+export interface TransferLimits {
+  maxArtifactBytes: number;
+  transferTimeoutMs: number;
+}
+
+interface Arrival extends Newcomer {
+  id: string;
+  peer: string;
   guest: Guest;
   socket: string;
   timer: NodeJS.Timeout;
@@ -51,50 +71,90 @@ export class IncomingMigrations {
     private readonly deps: {
       manager: WorkloadManager;
       client: PeerClient;
+      limits: TransferLimits;
       log: Logger;
     },
   ) {}
 
   /** An offer from `peer`: fetch what is missing, verify, start a guest waiting for the stream. */
-  async accept(peer: PeerConfig, { definition, manifest }: MigrationOffer): Promise<Acceptance> {
+  async accept(peer: PeerConfig, offer: MigrationOffer): Promise<Acceptance> {
     const { manager, log } = this.deps;
-    const refusal = checkRunnable(manifest);
-    if (refusal) throw new AgentError(422, `workload ${definition.name}: ${refusal}`);
-    if (manager.guest(definition.name) || [...this.arrivals.values()].some((a) => a.name === definition.name)) {
-      throw new AgentError(409, `workload ${definition.name} already runs here`);
+    const newcomer = this.newcomer(peer, offer);
+    const { name } = newcomer;
+    if (manager.guest(name) || [...this.arrivals.values()].some((a) => a.name === name)) throw new AgentError(409, `workload ${name} already runs here`);
+    let artifactsFetched = 0;
+    if (!newcomer.returning) {
+      const refusal = checkRunnable(offer.manifest);
+      if (refusal) throw new AgentError(422, `workload ${offer.definition.name}: ${refusal}`);
+      this.checkSizes(offer.manifest.artifacts);
+      artifactsFetched = await this.fetchArtifacts(peer, offer.manifest.artifacts);
+      manager.addPeerImage(peer.name, offer.manifest);
     }
-    const artifactsFetched = await this.fetchArtifacts(peer, manifest.artifacts);
-    manager.addImage(manifest);
     const id = randomUUID();
-    const socket = manager.runPath(`${definition.name}.in.sock`);
+    const socket = manager.runPath(`${name}.in.sock`);
     rmSync(socket, { force: true });
-    const guest = await manager.receive(definition, `unix:${socket}`);
+    const guest = await manager.receive(newcomer.definition, `unix:${socket}`);
     const timer = setTimeout(() => void this.abort(id, 'no migration stream arrived in time'), INCOMING_TIMEOUT_MS);
-    const arrival: Arrival = { id, name: definition.name, peer: peer.name, definition, guest, socket, timer, artifactsFetched };
+    const arrival: Arrival = { ...newcomer, id, peer: peer.name, guest, socket, timer, artifactsFetched };
     this.arrivals.set(id, arrival);
     // The guest ends by itself when an incoming migration fails (the source vanished, the stream broke).
     void guest.exited.then(() => {
       if (this.arrivals.get(id) === arrival) void this.abort(id, 'the guest ended during the incoming migration');
     });
-    log.info({ workload: definition.name, peer: peer.name, id, artifactsFetched }, 'incoming migration accepted');
+    log.info({ workload: name, peer: peer.name, id, artifactsFetched }, 'incoming migration accepted');
     return { id, artifactsFetched };
   }
 
-  /** Fetches from `peer` the artifacts the store lacks, each verified against its digest; says how many it fetched. */
+  /** A workload of ours that went to `peer` comes back as it is defined here; any other is the peer's. */
+  private newcomer(peer: PeerConfig, { definition }: MigrationOffer): Newcomer {
+    const { manager } = this.deps;
+    const record = manager.record(definition.name);
+    if (record?.state === 'migrated' && record.movedTo === peer.name) {
+      return { name: definition.name, definition: manager.definition(definition.name), origin: record.origin, returning: true };
+    }
+    const name = peerScoped(peer.name, definition.name);
+    // This agent's config grants the LAN to its own workloads only: a peer's guest answers on its published ports, nothing more.
+    return { name, definition: { ...definition, name, network: 'restricted' }, origin: `peer:${peer.name}`, returning: false };
+  }
+
+  /** Refuses an image with an artifact larger than this agent takes from a peer, before anything is fetched. */
+  private checkSizes(artifacts: MigrationOffer['manifest']['artifacts']): void {
+    const { maxArtifactBytes } = this.deps.limits;
+    for (const { role, file, size } of artifacts) {
+      if (size > maxArtifactBytes) throw new AgentError(413, `artifact ${role} (${file}) is ${size} bytes, more than the ${maxArtifactBytes} this agent takes from a peer (workloads.maxArtifactBytes)`);
+    }
+  }
+
+  /**
+   * Fetches from `peer` the artifacts the store lacks, each cut off past its declared size and
+   * verified against its digest, all of them within the transfer deadline; says how many it fetched.
+   */
   private async fetchArtifacts(peer: PeerConfig, artifacts: MigrationOffer['manifest']['artifacts']): Promise<number> {
-    const { manager, client, log } = this.deps;
+    const { manager, client, limits, log } = this.deps;
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () => deadline.abort(new PeerError(`the transfer from ${peer.name} took longer than ${limits.transferTimeoutMs} ms (workloads.transferTimeoutMs)`)),
+      limits.transferTimeoutMs,
+    );
     let fetched = 0;
-    for (const artifact of artifacts) {
-      if (manager.hasArtifact(artifact.sha256)) continue;
-      const stream = await client.download(peer, `/v1/artifacts/${artifact.sha256}`, (bytes, total) => {
-        if (bytes === total) log.info({ artifact: artifact.file, bytes }, 'artifact fetched');
-      });
-      try {
-        await manager.storeArtifact(stream, artifact.sha256);
-      } catch (error) {
-        throw new AgentError(422, `artifact ${artifact.role} (${artifact.file}) from ${peer.name} refused: ${(error as Error).message}`);
+    try {
+      for (const artifact of artifacts) {
+        if (manager.hasArtifact(artifact.sha256)) continue;
+        try {
+          const stream = await client.download(peer, `/v1/artifacts/${artifact.sha256}`, {
+            signal: deadline.signal,
+            onProgress: (bytes) => {
+              if (bytes === artifact.size) log.info({ artifact: artifact.file, bytes }, 'artifact fetched');
+            },
+          });
+          await manager.storeArtifact(stream, artifact);
+        } catch (error) {
+          throw new AgentError(422, `artifact ${artifact.role} (${artifact.file}) from ${peer.name} refused: ${(error as Error).message}`);
+        }
+        fetched++;
       }
-      fetched++;
+    } finally {
+      clearTimeout(timer);
     }
     return fetched;
   }
@@ -128,11 +188,8 @@ export class IncomingMigrations {
     clearTimeout(arrival.timer);
     this.arrivals.delete(id);
     rmSync(arrival.socket, { force: true });
-    // A workload of ours coming back from where it went is ours again; any other came from the peer.
-    const { manager } = this.deps;
-    const record = manager.record(arrival.name);
-    const origin = record?.state === 'migrated' && record.movedTo === arrival.peer ? record.origin : `peer:${arrival.peer}`;
-    manager.adopt(arrival.name, arrival.definition, arrival.guest, origin, 'migrated in', { peer: arrival.peer, ...stats, artifactsFetched: arrival.artifactsFetched });
+    const { name, definition, guest, origin, peer, artifactsFetched } = arrival;
+    this.deps.manager.adopt(name, definition, guest, origin, 'migrated in', { peer, ...stats, artifactsFetched });
     return { status };
   }
 

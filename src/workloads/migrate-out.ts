@@ -12,6 +12,7 @@ import { AgentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { WorkloadDefinition } from './config.js';
 import type { WorkloadManager } from './manager.js';
+import { scopeOf } from './peer-scope.js';
 import { configuredPeer, PeerError, type PeerClient, type PeerConfig } from './peers.js';
 import type { Guest, MigrationInfo } from './runtime.js';
 import { splice } from './splice.js';
@@ -87,6 +88,8 @@ export class OutgoingMigrations {
   async migrate(name: string, peerName: string, onProgress?: (info: MigrationInfo) => void): Promise<MigrationResult> {
     const { manager, log } = this.deps;
     const peer = configuredPeer(this.deps.peers, peerName);
+    const { peer: owner } = scopeOf(name);
+    if (owner && owner !== peerName) throw new AgentError(409, `workload ${name} came from ${owner}: it can only go back there`);
     const guest = manager.guest(name);
     if (!guest) throw new AgentError(409, `workload ${name} is not running here`);
     if (this.moving.has(name)) throw new AgentError(409, `workload ${name} is already being migrated`);
@@ -128,9 +131,10 @@ export class OutgoingMigrations {
     return this.deps.client.request<MigrationResult>(peer, 'POST', `/v1/workloads/${name}/return`, {}, RETURN_TIMEOUT_MS);
   }
 
-  /** The target fetches what it lacks, verifies it, and starts a guest waiting for the stream. */
+  /** The target fetches what it lacks, verifies it, and starts a guest waiting for the stream. A peer's workload goes back under its own name. */
   private async offer(d: Departure): Promise<void> {
-    d.accepted = await this.deps.client.request<Acceptance>(d.peer, 'POST', '/v1/migrations', { definition: d.definition, manifest: d.manifest }, MIGRATION_TIMEOUT_MS);
+    const definition = { ...d.definition, name: scopeOf(d.name).name };
+    d.accepted = await this.deps.client.request<Acceptance>(d.peer, 'POST', '/v1/migrations', { definition, manifest: d.manifest }, MIGRATION_TIMEOUT_MS);
   }
 
   private async openTunnel(d: Departure): Promise<void> {

@@ -53,16 +53,18 @@ export class WorkloadsModule implements Module {
     const { config, node, dataDir, telemetry } = this.deps;
     const log = this.log;
     const runDir = join(this.deps.runDir, 'workloads');
+    // In the data dir, which is this agent's alone: the run dir may be shared with another agent.
+    const pidDir = join(dataDir, 'workloads', 'pids');
     const identity = loadOrCreateIdentity(identityDir(dataDir), node);
-    const manager = new WorkloadManager({ config, dataDir, runDir, runtime: new QemuRuntime(runDir, log), log });
+    const runtime = new QemuRuntime({ runDir, pidDir, consoleMaxBytes: config.consoleMaxBytes }, log);
+    const manager = new WorkloadManager({ config, dataDir, runDir, runtime, log });
     const client = new PeerClient(identity, log);
     const outgoing = new OutgoingMigrations({ manager, client, peers: config.peers, bandwidthMiBps: config.migrationBandwidthMiBps, log });
-    const incoming = new IncomingMigrations({ manager, client, log });
+    const incoming = new IncomingMigrations({ manager, client, limits: config, log });
     const server = new PeerServer({
       identity,
       peers: config.peers,
-      host: config.listen.host,
-      port: config.listen.port,
+      listen: config.listen,
       log,
       routes: peerRoutes({ manager, incoming, outgoing }),
       stream: peerStream(incoming),

@@ -6,7 +6,7 @@
  *   POST /v1/migrations/{id}/abort       the source gave up
  *   GET  /v1/migrations/{id}/stream      (Upgrade) the migration stream itself, as raw bytes
  *   GET  /v1/artifacts/{sha256}          an artifact of one of this agent's images
- *   POST /v1/workloads/{name}/return     the peer wants back a workload it sent here
+ *   POST /v1/workloads/{name}/return     the peer wants back a workload it sent here (here `<peer>.<name>`)
  *   GET  /v1/workloads                   the workloads here
  */
 import { createReadStream } from 'node:fs';
@@ -15,6 +15,7 @@ import { Streamed } from '../http/router.js';
 import type { WorkloadManager, WorkloadView } from './manager.js';
 import { migrationConfirmation, migrationOffer, type IncomingMigrations } from './migrate-in.js';
 import type { Acceptance, MigrationResult, OutgoingMigrations } from './migrate-out.js';
+import { peerScoped } from './peer-scope.js';
 import type { PeerRoute, PeerStreamHandler } from './peers.js';
 
 /** The one path served as a raw stream: the migration's bytes after the Upgrade. */
@@ -51,8 +52,8 @@ export function peerRoutes({ manager, incoming, outgoing }: PeerApiParts): PeerR
       method: 'POST',
       path: '/v1/workloads/:name/return',
       handle: async ({ params, context: peer }): Promise<MigrationResult> => {
-        const name = params.name!;
-        if (manager.record(name)?.origin !== `peer:${peer.name}`) throw new AgentError(403, `workload ${name} did not come from ${peer.name}`);
+        const name = peerScoped(peer.name, params.name!);
+        if (manager.record(name)?.origin !== `peer:${peer.name}`) throw new AgentError(403, `workload ${params.name} did not come from ${peer.name}`);
         const result = await outgoing.migrate(name, peer.name);
         manager.remove(name);
         return result;

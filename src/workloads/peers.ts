@@ -14,7 +14,9 @@ import { AgentError } from '../errors.js';
 import { Router, sendError, type ErrorBody, type Route } from '../http/router.js';
 import type { Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
+import type { WorkloadsConfig } from './config.js';
 import { fingerprintOf, type PeerIdentity } from './identity.js';
+import { HandshakeLimiter, RefusalLog } from './peer-limits.js';
 
 export interface PeerConfig {
   name: string;
@@ -41,6 +43,18 @@ export function configuredPeer(peers: readonly PeerConfig[], name: string): Peer
   return peer;
 }
 
+/** Where the peer endpoint listens, and how much it takes from one address (`workloads.listen`). */
+export type PeerListen = WorkloadsConfig['listen'];
+
+/** How a download goes: its progress, how long the peer may stay silent, and what cuts it short. */
+export interface DownloadOptions {
+  onProgress?: (bytes: number, total?: number) => void;
+  /** Bounds each silence of the peer, before the answer and between chunks. */
+  idleTimeoutMs?: number;
+  /** Aborted, it cuts the download off: the stream fails with the abort's reason. */
+  signal?: AbortSignal;
+}
+
 /** A route of the peer API: its context is the peer that asks, identified by its certificate. */
 export type PeerRoute = Route<PeerConfig>;
 
@@ -61,19 +75,22 @@ export class PeerServer {
   private readonly router: Router<PeerConfig>;
   /** Every connection, upgraded ones included (the HTTP server forgets those), for `stop`. */
   private readonly connections = new Set<Socket>();
+  private readonly handshakes: HandshakeLimiter;
+  private readonly refusals: RefusalLog;
 
   constructor(
     private readonly options: {
       identity: PeerIdentity;
       peers: readonly PeerConfig[];
-      host: string;
-      port: number;
+      listen: PeerListen;
       log: Logger;
       routes: readonly PeerRoute[];
       stream: PeerStreamHandler;
     },
   ) {
     this.router = new Router(options.routes, { maxBodyBytes: MAX_JSON_BYTES, log: options.log });
+    this.handshakes = new HandshakeLimiter(options.listen.handshakes);
+    this.refusals = new RefusalLog(options.log, options.listen.refusalLogIntervalMs);
     // Peers' certificates are self-signed, so OpenSSL cannot verify them: each request is checked against the pins instead.
     this.server = createServer(
       { cert: options.identity.certPem, key: options.identity.keyPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3', handshakeTimeout: HANDSHAKE_TIMEOUT_MS },
@@ -86,18 +103,28 @@ export class PeerServer {
         });
       },
     );
-    this.server.on('connection', (socket: Socket) => {
+    // Ahead of the TLS layer's own listener: a connection over its address's limit is cut before the handshake costs anything.
+    this.server.prependListener('connection', (socket: Socket) => {
+      const address = socket.remoteAddress ?? 'unknown';
+      if (!this.handshakes.admit(address)) {
+        this.refusals.refused(address, 'too many TLS handshakes from this address');
+        socket.destroy();
+        return;
+      }
       this.connections.add(socket);
       socket.on('close', () => this.connections.delete(socket));
     });
     this.server.on('secureConnection', (socket: TLSSocket) => socket.setNoDelay(true));
     this.server.on('upgrade', (req: IncomingMessage, socket: TLSSocket, head: Buffer) => this.onUpgrade(req, socket, head));
-    this.server.on('tlsClientError', (error, socket) => options.log.debug({ remote: socket.remoteAddress, error: error.message }, 'peer TLS handshake failed'));
+    this.server.on('tlsClientError', (error, socket) => {
+      // A connection cut before its handshake has no address left; those cut above were counted there.
+      if (socket.remoteAddress) this.refusals.refused(socket.remoteAddress, `TLS handshake failed: ${error.message}`);
+    });
     this.server.on('error', (error) => options.log.error({ error: error.message }, 'peer server failed'));
   }
 
   start(): Promise<void> {
-    const { host, port } = this.options;
+    const { host, port } = this.options.listen;
     return new Promise((resolve, reject) => {
       const fail = (error: Error) => reject(new PeerError(`cannot listen for peers on ${host}:${port}: ${error.message}`));
       this.server.once('error', fail);
@@ -110,7 +137,7 @@ export class PeerServer {
 
   /** The port bound (`port` 0: an ephemeral one), once started. */
   get port(): number {
-    return (this.server.address() as AddressInfo | null)?.port ?? this.options.port;
+    return (this.server.address() as AddressInfo | null)?.port ?? this.options.listen.port;
   }
 
   /** Stops listening and cuts every connection, transfers and streams included. */
@@ -153,7 +180,7 @@ export class PeerServer {
     const refusal = fingerprint
       ? `certificate ${fingerprint} is not one of this agent's peers`
       : 'a client certificate is required: only configured peers are served';
-    this.options.log.warn({ remote: socket.remoteAddress, fingerprint, request: what }, `refused a peer: ${refusal}`);
+    this.refusals.refused(socket.remoteAddress ?? 'unknown', refusal, { fingerprint, request: what });
     return refusal;
   }
 }
@@ -191,14 +218,18 @@ export class PeerClient {
   }
 
   /**
-   * The body of GET `path`, streamed. `timeoutMs` bounds each silence of the peer, before the answer
-   * and between chunks, so a vanished peer fails the stream with a PeerError; read it promptly.
+   * The body of GET `path`, streamed. A silence of the peer longer than `idleTimeoutMs`, before the
+   * answer or between chunks, or an abort of `signal` fails the stream with a PeerError; read it promptly.
    */
-  async download(peer: PeerConfig, path: string, onProgress?: (bytes: number, total?: number) => void, timeoutMs = DOWNLOAD_IDLE_TIMEOUT_MS): Promise<NodeJS.ReadableStream> {
+  async download(peer: PeerConfig, path: string, { onProgress, idleTimeoutMs = DOWNLOAD_IDLE_TIMEOUT_MS, signal }: DownloadOptions = {}): Promise<NodeJS.ReadableStream> {
+    signal?.throwIfAborted();
     const { socket, answer } = this.open(peer, 'GET', path, {});
     let cause: Error | undefined;
     socket.on('error', (error) => (cause ??= error));
-    socket.setTimeout(timeoutMs, () => socket.destroy(new PeerError(`peer ${peer.name} at ${peer.url} sent nothing for ${timeoutMs} ms`)));
+    socket.setTimeout(idleTimeoutMs, () => socket.destroy(new PeerError(`peer ${peer.name} at ${peer.url} sent nothing for ${idleTimeoutMs} ms`)));
+    const cut = () => socket.destroy(signal!.reason as Error);
+    signal?.addEventListener('abort', cut, { once: true });
+    socket.once('close', () => signal?.removeEventListener('abort', cut));
     const opened = await answer;
     if (!('response' in opened)) {
       socket.destroy();

@@ -3,7 +3,7 @@
  * a workload's guest (QEMU today, qemu/). A guest's whole state travels as one stream: out to a
  * peer, in from one, or into a snapshot file it starts from later.
  */
-import type { ArtifactPaths, ImageManifest } from './types.js';
+import type { ArtifactPaths, GuestNetwork, ImageManifest } from './types.js';
 
 /** What a guest is started from: its image and the caps its definition sets. */
 export interface GuestSpec {
@@ -18,6 +18,8 @@ export interface GuestSpec {
   cpuQuotaPercent?: number;
   /** Guest ports published on 127.0.0.1. */
   hostPorts: Array<{ guest: number; host: number }>;
+  /** What the guest's network reaches besides its published ports: nothing (`restricted`), or the host and the LAN. */
+  network: GuestNetwork;
 }
 
 export interface Exit {
@@ -43,8 +45,11 @@ export interface Runtime {
   start(spec: GuestSpec, snapshot?: string): Promise<Guest>;
   /** Starts the guest waiting for a migration stream on `uri` instead of booting: the target of a migration. */
   incoming(spec: GuestSpec, uri: string): Promise<Guest>;
-  /** Ends the guests a killed agent left (they outlive it), so what ran starts again under control instead of twice. */
-  reclaim(): void;
+  /**
+   * Ends the guests a killed run of this agent left (they outlive it), so what ran starts again
+   * under control instead of twice; resolves once they are gone. Never ends a guest it did not start.
+   */
+  reclaim(): Promise<void>;
   /** The end of what workload `name`'s guest wrote to its console, running or not; '' if it never had one. */
   consoleTail(name: string, bytes: number): string;
 }

@@ -50,7 +50,11 @@ export class WorkloadStore {
   private readonly db: Database;
 
   /** Opens (or creates) the database file: the workloads keep their own, apart from the twin's. */
-  constructor(file: string) {
+  constructor(
+    file: string,
+    /** Events kept per workload: each new one beyond them removes the oldest. */
+    private readonly historySize: number,
+  ) {
     this.db = new Database(file);
     try {
       this.db.migrate({ owner: 'workloads', steps: STEPS });
@@ -77,6 +81,10 @@ export class WorkloadStore {
         .prepare('INSERT OR REPLACE INTO workload (name, definition, state, origin, moved_to, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(saved.name, JSON.stringify(saved.definition), saved.state, saved.origin, saved.movedTo ?? null, saved.reason ?? null, saved.updatedAt);
       this.db.prepare('INSERT INTO workload_history (name, at, event, detail) VALUES (?, ?, ?, ?)').run(saved.name, saved.updatedAt, event, detail ? JSON.stringify(detail) : null);
+      // Everything at or below the id of the newest event beyond the cap (none while there are fewer): the index on (name, id) finds it.
+      this.db
+        .prepare('DELETE FROM workload_history WHERE name = ? AND id <= (SELECT id FROM workload_history WHERE name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)')
+        .run(saved.name, saved.name, this.historySize);
     });
     return saved;
   }

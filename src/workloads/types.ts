@@ -34,8 +34,13 @@ export interface ImageManifest {
   cmdline?: string;
   ports: ImagePort[];
   /** How an aarch64 gateway (Raspberry Pi 4/5 with KVM) runs the same workload: machine, cpu, and which artifacts it needs instead. */
-  aarch64?: { machine: string; cpu: string; accel: string; notes: string };
+  aarch64?: { machine: string; cpu: string; accel: 'kvm' | 'tcg'; notes: string };
+  /** `lan`: the image asks for a network reaching the host and the LAN (granted only if its workload's config allows it too). */
+  network: GuestNetwork;
 }
+
+/** A guest's user networking: `restricted` reaches nothing but what is published to it, `lan` the host and the LAN too. */
+export type GuestNetwork = 'restricted' | 'lan';
 
 /** An image's artifacts on this host, by role, after their digests were checked. */
 export type ArtifactPaths = Partial<Record<ArtifactRole, string>>;

@@ -124,7 +124,7 @@ describe('agent restarting on an external Mosquitto broker', () => {
     const agent = await startTestAgent({ mqttUrl: broker.url, dataDir });
     agents.push(agent);
     const temperature = await waitFor('the queued update to be applied', async () => {
-      const twin = (await (await fetch(`${agent.apiUrl}/api/v1/devices/default/sensor-01/twin`)).json()) as Record<string, { actual?: { value: string } }>;
+      const twin = (await (await agent.api('/api/v1/devices/default/sensor-01/twin')).json()) as Record<string, { actual?: { value: string } }>;
       return twin.temperature?.actual?.value;
     });
     expect(temperature).toBe('42.5');

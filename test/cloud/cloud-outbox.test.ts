@@ -10,6 +10,7 @@ import { Outbox } from '../../src/cloud/outbox.js';
 import { stageReports } from '../../src/cloud/uplink.js';
 import { createLogger } from '../../src/log.js';
 import { cloudMigrations } from '../../src/cloud/tables.js';
+import { resolveConfig } from '../../src/config.js';
 import { Database } from '../../src/db/database.js';
 import { TwinStore } from '../../src/twin/store.js';
 import { Twins } from '../../src/twin/twins.js';
@@ -24,9 +25,13 @@ let outbox: Outbox;
 function open(queue: Partial<CloudConfig['queue']> = {}): void {
   store = new Database(file);
   store.migrate(cloudMigrations);
-  twins = new Twins(new TwinStore(store, 10), (error) => {
-    throw error;
-  });
+  twins = new Twins(
+    new TwinStore(store, 10),
+    (error) => {
+      throw error;
+    },
+    resolveConfig({}).twin,
+  );
   outbox = new Outbox(store, { coalesce: false, maxBytes: 1024 * 1024, whenFull: 'drop-oldest', ...queue }, log);
   stageReports(twins, outbox, (id, property) => id !== 'default/local' && property !== 'secret');
   for (const name of ['meter', 'local']) {

@@ -80,7 +80,7 @@ describe('the cloud link with a CloudHub', () => {
   const profiles = tempDir('cloud-profiles-');
   let configFile: string;
   const start = () => spawnAgent(['--config', configFile, '--data', data, '--profiles', profiles]);
-  const get = async <T>(path: string) => (await (await fetch(`${agent.apiUrl}${path}`)).json()) as T;
+  const get = async <T>(path: string) => (await (await agent.api(path)).json()) as T;
   const twin = () => get<DeviceDetail>('/api/v1/devices/default/meter-01');
   const cloud = () => get<CloudStatus>('/api/v1/cloud');
 
@@ -211,7 +211,7 @@ describe('joining the wrong cloud, and the null namespace', () => {
     const agent = await spawnAgent(['--config', file, '--data', tempDir(), '--profiles', tempDir()]);
     agents.push(agent);
     const status = await waitFor('the join to fail', async () => {
-      const s = (await (await fetch(`${agent.apiUrl}/api/v1/cloud`)).json()) as CloudStatus;
+      const s = (await (await agent.api('/api/v1/cloud')).json()) as CloudStatus;
       return s.link.lastError ? s : undefined;
     }, { timeoutMs: 10_000 });
     expect(status.link.lastError).toMatch(/join token does not match the cloud's CA/);

@@ -63,9 +63,9 @@ describe('profile reload', () => {
     expect(bodies).toContainEqual(expect.objectContaining({ added_devices: null, removed_devices: [expect.objectContaining({ id: 'default/plug-a', name: 'plug-a' })] }));
     await updates.stop();
 
-    expect((await fetch(`${agent.apiUrl}/api/v1/devices/default/plug-a`)).status).toBe(404);
+    expect((await agent.api('/api/v1/devices/default/plug-a')).status).toBe(404);
     await waitFor('plug-b reporting', async () => {
-      const twin = (await (await fetch(`${agent.apiUrl}/api/v1/devices/default/plug-b/twin`)).json()) as { power?: { actual?: { value: string } } };
+      const twin = (await (await agent.api('/api/v1/devices/default/plug-b/twin')).json()) as { power?: { actual?: { value: string } } };
       return twin.power?.actual?.value !== undefined;
     });
   });

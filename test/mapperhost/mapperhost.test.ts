@@ -23,7 +23,7 @@ describe('mapper host with the virtual mapper (demo profiles)', () => {
   });
 
   async function device(id: string): Promise<DeviceDetail> {
-    const response = await fetch(`${agent.apiUrl}/api/v1/devices/${id}`);
+    const response = await agent.api(`/api/v1/devices/${id}`);
     expect(response.status).toBe(200);
     return (await response.json()) as DeviceDetail;
   }
@@ -33,7 +33,7 @@ describe('mapper host with the virtual mapper (demo profiles)', () => {
   }
 
   async function setDesired(id: string, values: Record<string, string>): Promise<Response> {
-    return fetch(`${agent.apiUrl}/api/v1/devices/${id}/twin/desired`, {
+    return agent.api(`/api/v1/devices/${id}/twin/desired`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(values),

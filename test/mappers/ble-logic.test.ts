@@ -173,7 +173,7 @@ describe('an agent on a host without Bluetooth', () => {
     await agent?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  const device = async (id: string): Promise<{ state: string; reason?: string }> => (await fetch(`${agent.apiUrl}/api/v1/devices/${id}`)).json() as Promise<{ state: string; reason?: string }>;
+  const device = async (id: string): Promise<{ state: string; reason?: string }> => (await agent.api(`/api/v1/devices/${id}`)).json() as Promise<{ state: string; reason?: string }>;
 
   it('marks the BLE devices unhealthy, saying why, and serves everything else', async () => {
     await waitFor('BLE devices unhealthy', async () => (await device('default/sensortag-01')).state === 'unhealthy');

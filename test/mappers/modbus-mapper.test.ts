@@ -107,7 +107,7 @@ function profiles(docs: Array<Record<string, unknown>>): string {
 // ---- API --------------------------------------------------------------------------------
 
 async function detail(agent: TestAgent, id: string): Promise<DeviceDetail> {
-  const response = await fetch(`${agent.apiUrl}/api/v1/devices/${id}`);
+  const response = await agent.api(`/api/v1/devices/${id}`);
   if (response.status !== 200) throw new Error(`GET ${id}: ${response.status}`);
   return (await response.json()) as DeviceDetail;
 }
@@ -118,7 +118,7 @@ async function reported(agent: TestAgent, id: string): Promise<Record<string, st
 }
 
 async function setDesired(agent: TestAgent, id: string, values: Record<string, string>): Promise<void> {
-  const response = await fetch(`${agent.apiUrl}/api/v1/devices/${id}/twin/desired`, {
+  const response = await agent.api(`/api/v1/devices/${id}/twin/desired`, {
     method: 'PUT',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(values),

@@ -1,11 +1,12 @@
 /**
  * The mqtt mapper against real peers: devices publishing Tasmota-style and zigbee2mqtt-style
  * payloads on the agent's embedded broker and on an external Mosquitto (mqtt.js client,
- * mosquitto_pub / mosquitto_sub), observed through the HTTP API and the twin.
+ * mosquitto_pub / mosquitto_sub), and logging in to a locked-down broker (the agent's own, with
+ * TLS client certificates made by openssl), observed through the HTTP API and the twin.
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MqttDeviceConnection, mqttMapper } from '../../mappers/mqtt/index.js';
@@ -17,6 +18,8 @@ import { mosquittoPub, mosquittoSub, startMosquitto, type MosquittoBroker } from
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import type { DeviceDetail } from '../../src/twin/routes.js';
+import { hashPassword } from '../../src/bus/passwords.js';
+import { makeCertificates } from '../support/certificates.js';
 
 const PLUG_MODEL = `
 apiVersion: devices.kubeedge.io/v1beta1
@@ -55,7 +58,7 @@ const sensor = (power: number, total = 1.234) =>
 function api(agent: TestAgent) {
   return {
     async device(id: string): Promise<DeviceDetail> {
-      const response = await fetch(`${agent.apiUrl}/api/v1/devices/${id}`);
+      const response = await agent.api(`/api/v1/devices/${id}`);
       expect(response.status).toBe(200);
       return (await response.json()) as DeviceDetail;
     },
@@ -63,7 +66,7 @@ function api(agent: TestAgent) {
       return (await this.device(id)).twin[property]?.actual?.value;
     },
     async desire(id: string, values: Record<string, string>): Promise<void> {
-      const response = await fetch(`${agent.apiUrl}/api/v1/devices/${id}/twin/desired`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(values) });
+      const response = await agent.api(`/api/v1/devices/${id}/twin/desired`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(values) });
       expect(response.status).toBe(200);
     },
   };
@@ -289,5 +292,107 @@ spec:
     await broker.stop();
     await waitFor('lamp-1 and lamp-2 offline', async () => (await http.device('default/lamp-1')).state === 'offline' && (await http.device('default/lamp-2')).state === 'offline');
     expect((await fetch(`${agent.apiUrl}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('mqtt mapper logging in to a locked-down broker (TLS client certificate, passwordFile)', () => {
+  const dir = tempDir('mqtt-mapper-login-');
+  const PASSWORD = 'plug password';
+  let agent: TestAgent;
+  let http: ReturnType<typeof api>;
+  let tester: MqttClient;
+  let port: number;
+
+  beforeAll(async () => {
+    const certificates = makeCertificates(dir);
+    const hash = await hashPassword(PASSWORD);
+    const file = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const passwordFile = file('plug-pw.password', `${PASSWORD}\n`);
+    const wrongFile = file('wrong.password', 'not the password\n');
+    const client = certificates.client('plug-tls');
+    port = await freePort();
+    const tlsPort = await freePort();
+    const plugRights = (topic: string) => ({ subscribe: [`tele/${topic}/#`, `stat/${topic}/#`], publish: [`cmnd/${topic}/#`] });
+    writeFileSync(
+      join(dir, 'plugs.yaml'),
+      PLUG_MODEL +
+        plug('plug-tls', 'plug_tls', `{url: "mqtts://127.0.0.1:${tlsPort}", ca: "${certificates.ca}", cert: "${client.cert}", key: "${client.key}"}`) +
+        plug('plug-pw', 'plug_pw', `{url: "mqtt://127.0.0.1:${port}", username: plug-pw, passwordFile: "${passwordFile}"}`) +
+        plug('plug-wrong', 'plug_wrong', `{url: "mqtt://127.0.0.1:${port}", username: plug-pw, passwordFile: "${wrongFile}"}`) +
+        // No url: the agent's own bus, which its mapper logs in to by itself.
+        plug('plug-own', 'plug_own'),
+    );
+    agent = await startTestAgent({
+      profiles: [dir],
+      config: {
+        mqtt: {
+          port,
+          allowAnonymous: 'never',
+          users: [
+            { username: 'plug-tls', ...plugRights('plug_tls') },
+            { username: 'plug-pw', passwordHash: hash, ...plugRights('plug_pw') },
+            { username: 'tester', passwordHash: hash, publish: ['#'], subscribe: ['#'] },
+          ],
+          tls: { port: tlsPort, cert: certificates.server.cert, key: certificates.server.key, ca: certificates.ca },
+        },
+      },
+    });
+    http = api(agent);
+    tester = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'tester', username: 'tester', password: PASSWORD, reconnectPeriod: 0 });
+  });
+
+  afterAll(async () => {
+    await tester?.endAsync();
+    await agent?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads its devices through a TLS broker with a client certificate, a passwordFile login, and the agent’s own bus', async () => {
+    for (const [id, topic] of [['plug-tls', 'plug_tls'], ['plug-pw', 'plug_pw'], ['plug-own', 'plug_own']]) {
+      await waitFor(`${id} power reported`, async () => {
+        await tester.publishAsync(`tele/${topic}/SENSOR`, sensor(11), { qos: 1 });
+        return (await http.reported(`default/${id}`, 'power')) === '11';
+      }, { timeoutMs: 10_000, intervalMs: 200 });
+    }
+    const command = new Promise<string>((resolve) => tester.on('message', (topic, payload) => topic === 'cmnd/plug_tls/POWER' && resolve(payload.toString())));
+    await tester.subscribeAsync('cmnd/plug_tls/POWER');
+    await http.desire('default/plug-tls', { relay: 'ON' });
+    expect(await command).toBe('ON');
+  });
+
+  it('marks a device with a wrong password unhealthy, saying why without the password', async () => {
+    const device = await waitFor('plug-wrong unhealthy', async () => {
+      const d = await http.device('default/plug-wrong');
+      return d.state === 'unhealthy' ? d : undefined;
+    }, { timeoutMs: 10_000 });
+    expect(device.reason).toMatch(/Bad username or password/);
+    expect(JSON.stringify(device)).not.toContain('not the password');
+  });
+
+  it('validates the login and TLS options, and never logs the password', async () => {
+    const catalog = agent.agent.catalog.current;
+    const device = catalog.devices.get('default/plug-pw')!;
+    const model = catalog.models.get(device.modelId)!;
+    const withConfig = (config: Record<string, unknown>) => ({ ...device, protocol: { name: 'mqtt', config } });
+    expect(mqttMapper.validate(withConfig({ url: 'mqtt://h:1883', password: 'p', passwordFile: '/p' }), model)).toEqual(['spec.protocol.configData.passwordFile: password and passwordFile exclude each other']);
+    expect(mqttMapper.validate(withConfig({ url: 'mqtts://h:8883', cert: '/c' }), model)).toEqual(['spec.protocol.configData.cert: cert and key go together']);
+    expect(mqttMapper.validate(withConfig({ url: 'mqtt://h:1883', ca: '/ca' }), model)).toEqual(['spec.protocol.configData.url: ca, cert and key need a TLS broker url (mqtts://host:8883)']);
+    expect(mqttMapper.validate(withConfig({ ca: '/ca' }), model)).toEqual(['spec.protocol.configData.url: ca, cert and key need a TLS broker url (mqtts://host:8883)']);
+
+    const lines: string[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const context = { log, busUrl: agent.mqttUrl, transports: new TransportPool(), push: () => undefined, lost: () => undefined };
+    const secret = 's3cret-in-the-manifest';
+    await expect(mqttMapper.connect(withConfig({ url: `mqtt://plug-pw:${secret}@127.0.0.1:${port}` }), model, context)).rejects.toThrow(/cannot connect to mqtt broker mqtt:\/\/plug-pw:\*\*\*@127\.0\.0\.1:\d+: Connection refused: Bad username or password/);
+    await expect(mqttMapper.connect(withConfig({ url: `mqtt://127.0.0.1:${port}`, username: 'plug-pw', password: secret }), model, context)).rejects.toThrow(/Bad username or password/);
+    await expect(mqttMapper.connect(withConfig({ url: `mqtt://127.0.0.1:${port}`, username: 'plug-pw', passwordFile: join(dir, 'missing') }), model, context)).rejects.toThrow(/cannot read the mqtt passwordFile file .*missing: ENOENT/);
+    const connection = await mqttMapper.connect(withConfig({ url: `mqtt://127.0.0.1:${port}`, username: 'plug-pw', password: PASSWORD }), model, context);
+    await connection.close();
+    await context.transports.closeAll();
+    expect(lines.join('\n')).not.toContain(secret);
+    expect(lines.join('\n')).not.toContain(PASSWORD);
   });
 });

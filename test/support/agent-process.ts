@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { readApiToken } from '../../src/api/token.js';
+import { authorizedFetch, type ApiFetch } from './api.js';
 
 /** The compiled CLI, beside this file's compiled form in dist/. */
 const COMPILED_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
@@ -17,6 +19,10 @@ export interface AgentProcess {
   child: ChildProcess;
   mqttUrl: string;
   apiUrl: string;
+  /** The API token, read from the file the agent names in its "agent ready" line. */
+  token: string;
+  /** `fetch` on the API with the token: `api('/api/v1/devices')`. */
+  api: ApiFetch;
   /** Milliseconds from spawn to the "agent ready" line. */
   readyAfterMs: number;
   /** Resolves with the exit code, or the signal that ended the process. */
@@ -37,8 +43,9 @@ export function spawnAgent(args: string[], options: { env?: NodeJS.ProcessEnv; c
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       if (!line.includes('"agent ready"')) return;
-      const ready = JSON.parse(line) as { mqtt: string; api: string };
-      resolve({ child, mqttUrl: ready.mqtt, apiUrl: ready.api, readyAfterMs: performance.now() - started, exited });
+      const ready = JSON.parse(line) as { mqtt: string; api: string; apiTokenFile: string };
+      const token = readApiToken(ready.apiTokenFile);
+      resolve({ child, mqttUrl: ready.mqtt, apiUrl: ready.api, token, api: authorizedFetch(ready.api, token), readyAfterMs: performance.now() - started, exited });
     });
     void exited.then((code) => reject(new Error(`agent exited (${code}) before it was ready: ${stderr}`)));
   });

@@ -3,8 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnAgent as spawnAgentProcess, type AgentProcess } from './agent-process.js';
+import { authorizedFetch, type ApiFetch } from './api.js';
 import { startAgent, type Agent } from '../../src/agent.js';
-import { resolveConfig } from '../../src/config.js';
+import { apiTokenFile, readApiToken } from '../../src/api/token.js';
+import { merge, resolveConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -22,27 +24,43 @@ export interface TestAgent {
   agent: Agent;
   mqttUrl: string;
   apiUrl: string;
+  /** The API token the agent made in its data dir. */
+  token: string;
+  /** `fetch` on the API with the token: `api('/api/v1/devices')`. */
+  api: ApiFetch;
   dataDir: string;
   stop(): Promise<void>;
 }
 
-export async function startTestAgent(options: { profiles?: string[]; dataDir?: string; mqttUrl?: string; maxPayloadBytes?: number } = {}): Promise<TestAgent> {
+export interface TestAgentOptions {
+  profiles?: string[];
+  dataDir?: string;
+  mqttUrl?: string;
+  maxPayloadBytes?: number;
+  /** Config laid over the test's own (merged section by section), as a config file would be. */
+  config?: Record<string, unknown>;
+}
+
+export async function startTestAgent(options: TestAgentOptions = {}): Promise<TestAgent> {
   const dataDir = options.dataDir ?? tempDir();
-  const config = resolveConfig({
-    flags: {
-      node: NODE_NAME,
-      dataDir,
-      profiles: options.profiles ?? [TEST_PROFILES],
-      mqtt: { port: 0, url: options.mqttUrl, ...(options.maxPayloadBytes ? { maxPayloadBytes: options.maxPayloadBytes } : {}) },
-      api: { port: 0 },
-      log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
-    },
-  });
+  const flags = {
+    node: NODE_NAME,
+    dataDir,
+    profiles: options.profiles ?? [TEST_PROFILES],
+    mqtt: { port: 0, url: options.mqttUrl, ...(options.maxPayloadBytes ? { maxPayloadBytes: options.maxPayloadBytes } : {}) },
+    api: { port: 0 },
+    log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
+  };
+  const config = resolveConfig({ flags: merge(flags, options.config ?? {}) });
   const agent = await startAgent(config, createLogger(config.log.level));
+  const apiUrl = `http://127.0.0.1:${agent.apiPort}`;
+  const token = readApiToken(apiTokenFile(config.dataDir));
   return {
     agent,
     mqttUrl: agent.bus.url,
-    apiUrl: `http://127.0.0.1:${agent.apiPort}`,
+    apiUrl,
+    token,
+    api: authorizedFetch(apiUrl, token),
     dataDir,
     async stop() {
       await agent.stop();

@@ -9,10 +9,11 @@ import BetterSqlite3 from 'better-sqlite3';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { resolveConfig } from '../../src/config.js';
 import { Database } from '../../src/db/database.js';
 import { TwinStore } from '../../src/twin/store.js';
 import { Twins, type TwinChange, type TwinUpdate } from '../../src/twin/twins.js';
-import { TwinError, twinDocument, type DeviceRecord, type TwinProperty } from '../../src/twin/types.js';
+import { TwinError, type DeviceRecord, type TwinProperty } from '../../src/twin/types.js';
 import { tempDir } from '../support/agent.js';
 import { thrown } from '../support/errors.js';
 
@@ -30,7 +31,7 @@ let listenerErrors: unknown[];
 
 function open(historySize = 5): void {
   db = new Database(dbFile);
-  twins = new Twins(new TwinStore(db, historySize), (error) => listenerErrors.push(error));
+  twins = new Twins(new TwinStore(db, historySize), (error) => listenerErrors.push(error), resolveConfig({}).twin);
   changes = [];
   twins.onChange((change) => changes.push(change));
 }
@@ -107,13 +108,14 @@ describe('seeded device', () => {
     const device = twins.get(ID)!;
     expect(device).toMatchObject({ id: ID, namespace: 'default', name: 'sensor', state: 'unknown', lastOnline: '', managed: true });
     expect(Object.fromEntries(device.twin)).toEqual({
-      temperature: { type: 'float', optional: true, historySeq: 0, actual: { value: '21.5', timestamp: T0 }, actualVersion: { cloud: 1, edge: 0 } },
-      count: { type: 'int', optional: true, historySeq: 0 },
-      enabled: { type: 'boolean', optional: true, historySeq: 0, expected: { value: 'true', timestamp: T0 }, expectedVersion: { cloud: 1, edge: 0 } },
+      temperature: { type: 'float', optional: true, historySeq: 0, inModel: true, actual: { value: '21.5', timestamp: T0 }, actualVersion: { cloud: 1, edge: 0 } },
+      count: { type: 'int', optional: true, historySeq: 0, inModel: true },
+      enabled: { type: 'boolean', optional: true, historySeq: 0, inModel: true, expected: { value: 'true', timestamp: T0 }, expectedVersion: { cloud: 1, edge: 0 } },
       mode: {
         type: 'string',
         optional: true,
         historySeq: 0,
+        inModel: true,
         expected: { value: 'auto', timestamp: T0 },
         expectedVersion: { cloud: 1, edge: 0 },
         actual: { value: 'auto', timestamp: T0 },
@@ -122,11 +124,12 @@ describe('seeded device', () => {
     });
   });
 
-  it('upserting again keeps the existing twins and adds missing ones', () => {
+  it('upserting again keeps the existing twins, adds missing ones and marks the keys the model defines now', () => {
     twins.report(ID, { count: '3' });
     twins.upsertDevice({ id: ID, namespace: 'default', name: 'sensor', managed: false, twins: { count: { type: 'int', reported: '0' }, extra: { type: 'string' } } });
-    expect(twin('count')!.actual!.value).toBe('3');
-    expect(twin('extra')).toEqual({ type: 'string', optional: true, historySeq: 0 });
+    expect(twin('count')).toMatchObject({ actual: { value: '3' }, inModel: true });
+    expect(twin('extra')).toEqual({ type: 'string', optional: true, historySeq: 0, inModel: true });
+    expect(twin('mode')!.inModel).toBe(false);
     expect(twins.get(ID)!.managed).toBe(false);
   });
 });
@@ -389,6 +392,8 @@ describe('deletion with null', () => {
       type: 'deleted',
       optional: true,
       historySeq: 0,
+      inModel: true,
+      deletedAt: T0,
       expected: undefined,
       actual: undefined,
       expectedVersion: { cloud: 1, edge: 1 },
@@ -401,7 +406,7 @@ describe('deletion with null', () => {
         current: null,
       },
     });
-    expect(twinDocument(twins.get(ID)!.twin)).not.toHaveProperty('mode');
+    expect(twins.document(ID)).not.toHaveProperty('mode');
     await twins.flushed();
     expect(readDb('SELECT type, expected, actual FROM twin WHERE key = ?', 'mode')).toEqual([{ type: 'deleted', expected: null, actual: null }]);
   });

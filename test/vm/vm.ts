@@ -40,7 +40,8 @@ exec switch_root /mnt /bin/sh -c 'ip link set lo up; cd ${GUEST_IO_DIR}; /bin/sh
 `;
 
 export interface VmResult {
-  exitCode: number;
+  /** The script's exit code; undefined when the power was cut (`cutPowerAt`). */
+  exitCode: number | undefined;
   /** What the script printed, kernel messages aside. */
   output: string;
   /** A file the script wrote under $VM_IO, or undefined. */
@@ -59,6 +60,15 @@ export interface VmOptions {
   shares?: string[];
   /** Called with each console line as it arrives (for logs of long scenarios). */
   onLine?: (line: string) => void;
+  /**
+   * Raw disk images the guest sees as /dev/vda, /dev/vdb, … (virtio-blk). With cache=writeback
+   * QEMU writes into the host's page cache, which outlives QEMU: after a power cut (below) the
+   * image holds what the guest wrote to its disk, and loses what was still in the guest's own
+   * page cache, as a gateway's storage does when the power goes.
+   */
+  disks?: string[];
+  /** Cuts the power at the first console line this returns true for: QEMU is killed (SIGKILL), the guest gets no shutdown. */
+  cutPowerAt?: (line: string) => boolean;
 }
 
 /** The newest Debian kernel installed, with its modules directory. */
@@ -126,18 +136,26 @@ export async function runInVm(script: string, options: VmOptions = {}): Promise<
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${io},mount_tag=io,security_model=none`,
     ...shares.flatMap((dir, index) => ['-virtfs', `local,path=${dir},mount_tag=share${index},security_model=none,readonly=on,multidevs=remap`]),
+    ...(options.disks ?? []).flatMap((image) => ['-drive', `file=${image},format=raw,if=virtio,cache=writeback`]),
   ];
   const started = performance.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   let partial = '';
+  let powerCut = false;
+  const onLine = (line: string) => {
+    options.onLine?.(line);
+    if (powerCut || !options.cutPowerAt?.(line)) return;
+    powerCut = true;
+    qemu.kill('SIGKILL');
+  };
   const onData = (chunk: Buffer) => {
     const text = chunk.toString().replaceAll('\r', '');
     output += text;
-    if (!options.onLine) return;
+    if (!options.onLine && !options.cutPowerAt) return;
     const lines = (partial + text).split('\n');
     partial = lines.pop()!;
-    for (const line of lines) options.onLine(line);
+    for (const line of lines) onLine(line);
   };
   qemu.stdout.on('data', onData);
   qemu.stderr.on('data', onData);
@@ -151,13 +169,13 @@ export async function runInVm(script: string, options: VmOptions = {}): Promise<
   try {
     const read = (name: string) => (existsSync(join(io, name)) ? readFileSync(join(io, name), 'utf8') : undefined);
     const exitCode = read('exit-code');
-    if (exitCode === undefined) {
+    if (exitCode === undefined && !powerCut) {
       const why = exit === 'SIGKILL' ? `timed out after ${timeoutMs} ms` : `QEMU exited with ${exit}`;
       throw new Error(`VM run did not finish: ${why}\n${output.slice(-4000)}`);
     }
     const files = new Map<string, string>();
     for (const name of readdirSync(io)) files.set(name, readFileSync(join(io, name), 'utf8'));
-    return { exitCode: Number(exitCode.trim()), output, file: (name) => files.get(name), durationMs };
+    return { exitCode: exitCode === undefined ? undefined : Number(exitCode.trim()), output, file: (name) => files.get(name), durationMs };
   } finally {
     rmSync(io, { recursive: true, force: true });
   }

@@ -6,8 +6,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent } from '../../src/agent.js';
-import { resolveConfig } from '../../src/config.js';
 import { Router } from '../../src/http/router.js';
 import { createLogger } from '../../src/log.js';
 import { wifiConfig } from '../../src/wifi/config.js';
@@ -16,7 +14,7 @@ import { parseCapabilities, parseStationDump } from '../../src/wifi/radio.js';
 import { airtimeScore, parseBssLoad } from '../../src/wifi/scoring.js';
 import { channelOf, parseScanResults, pskOf } from '../../src/wifi/station.js';
 import { Wifi, type WifiReport } from '../../src/wifi/wifi.js';
-import { tempDir } from '../support/agent.js';
+import { startTestAgent, tempDir, type TestAgent } from '../support/agent.js';
 
 /** `iw phy phy0 info` of mac80211_hwsim loaded with channels=2 (Debian 6.1 kernel, in the VM testbed). */
 const HWSIM_INFO = `Wiphy phy0
@@ -129,28 +127,24 @@ describe('planner', () => {
 });
 
 describe('an agent whose WiFi radio is missing', () => {
-  let agent: Awaited<ReturnType<typeof startAgent>>;
+  let agent: TestAgent;
   beforeAll(async () => {
     const dir = tempDir('wifi-missing-');
-    const config = resolveConfig({
-      flags: { node: 'wifi-test', dataDir: dir, runDir: dir, mqtt: { port: 0 }, api: { port: 0 }, log: { level: 'silent' }, wifi: { enabled: true, radio: 'wlan9' } },
-    });
-    agent = await startAgent(config, createLogger('silent'));
+    agent = await startTestAgent({ dataDir: dir, config: { runDir: dir, wifi: { enabled: true, radio: 'wlan9' } } });
   });
   afterAll(async () => {
     await agent?.stop();
   });
 
   it('reports why WiFi is not running, and keeps serving everything else', async () => {
-    const api = `http://127.0.0.1:${agent.apiPort}`;
     let wifi: { status?: string; error?: string } = {};
     for (let i = 0; i < 50 && wifi.status !== 'failed'; i++) {
-      wifi = (await (await fetch(`${api}/api/v1/wifi`)).json()) as typeof wifi;
+      wifi = (await (await agent.api('/api/v1/wifi')).json()) as typeof wifi;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(wifi).toMatchObject({ status: 'failed', error: expect.stringMatching(/no WiFi radio or interface named wlan9/) });
-    expect((await fetch(`${api}/healthz`)).status).toBe(200);
-    expect(((await (await fetch(`${api}/api/v1/devices`)).json()) as { devices: unknown[] }).devices.length).toBeGreaterThan(0);
+    expect((await fetch(`${agent.apiUrl}/healthz`)).status).toBe(200);
+    expect(((await (await agent.api('/api/v1/devices')).json()) as { devices: unknown[] }).devices.length).toBeGreaterThan(0);
   });
 });
 

@@ -131,21 +131,22 @@ describe('ImageStore', () => {
 
     const unikernel = manifestOf('unikernel-ticker').artifacts[0]!;
     const progress: number[] = [];
-    const stored = await store.add(join(BUILD, 'unikernel-ticker', unikernel.file), unikernel.sha256, (bytes) => progress.push(bytes));
+    const stored = await store.add(join(BUILD, 'unikernel-ticker', unikernel.file), unikernel, (bytes) => progress.push(bytes));
     expect(stored).toBe(store.path(unikernel.sha256));
     expect(store.has(unikernel.sha256)).toBe(true);
     expect(progress.at(-1)).toBe(unikernel.size);
     expect(readdirSync(storeDir).sort()).toEqual([...linux.artifacts.map((a) => a.sha256), unikernel.sha256].sort());
   });
 
-  it('refuses a stream whose digest differs, or that breaks off, and leaves nothing behind', async () => {
+  it('refuses a stream whose digest or size differs, or that breaks off, and leaves nothing behind', async () => {
     const storeDir = temp('edge-agent-store-');
     const store = new ImageStore(storeDir);
-    const expected = 'a'.repeat(64);
+    const expected = { sha256: 'a'.repeat(64), size: 16 };
 
     const wrong = await store.add(Readable.from([Buffer.from('not the artifact')]), expected).catch((error: Error) => error);
     expect(wrong).toBeInstanceOf(ImageError);
     expect((wrong as Error).message).toMatch(/^sha256 is [0-9a-f]{64}, expected a{64} \(16 bytes received\)$/);
+    await expect(store.add(Readable.from([Buffer.from('too short')]), expected)).rejects.toThrow(new ImageError('9 bytes received, 16 declared'));
 
     const broken = Readable.from(
       (async function* () {
@@ -153,9 +154,9 @@ describe('ImageStore', () => {
         throw new Error('link dropped');
       })(),
     );
-    await expect(store.add(broken, expected)).rejects.toThrow('link dropped');
+    await expect(store.add(broken, { ...expected, size: 1 << 20 })).rejects.toThrow('link dropped');
     expect(readdirSync(storeDir)).toEqual([]);
-    expect(store.has(expected)).toBe(false);
+    expect(store.has(expected.sha256)).toBe(false);
 
     expect(() => store.path('../../etc/passwd')).toThrow(ImageError);
   });

@@ -7,12 +7,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Router, type ErrorBody } from '../../src/http/router.js';
+import type { ErrorBody } from '../../src/http/router.js';
 import { createLogger } from '../../src/log.js';
 import { TelemetryModule } from '../../src/telemetry/index.js';
 import { workloadsSection } from '../../src/workloads/config.js';
@@ -20,6 +19,7 @@ import { WorkloadsModule, type IdentityAnswer, type WorkloadList } from '../../s
 import { ROOT, tempDir } from '../support/agent.js';
 import { accepts } from '../support/ports.js';
 import { qemuUnder } from '../support/qemu.js';
+import { serveRoutes } from './serve-routes.js';
 
 const IMAGES = join(ROOT, 'images/build');
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -38,17 +38,11 @@ function newDataDir(): string {
   return dir;
 }
 
-/** The module's routes behind the one router, as the API module serves them. */
+/** GET on the module's routes. */
 async function serve(workloads: WorkloadsModule): Promise<(path: string) => Promise<{ status: number; body: unknown }>> {
-  const router = new Router(workloads.routes, { maxBodyBytes: 64 * 1024, log });
-  const server: HttpServer = createHttpServer((req, res) => void router.serve(req, res, undefined));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  closers.push(() => new Promise((resolve) => server.close(() => resolve())));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return async (path) => {
-    const response = await fetch(`${base}${path}`);
-    return { status: response.status, body: await response.json() };
-  };
+  const served = await serveRoutes(workloads.routes, log);
+  closers.push(() => served.close());
+  return (path) => served.call('GET', path);
 }
 
 beforeAll(() => {

@@ -14,6 +14,7 @@ import * as v from 'valibot';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Streamed, type Method, type RouteRequest } from '../../src/http/router.js';
 import { createLogger } from '../../src/log.js';
+import { workloadsSection } from '../../src/workloads/config.js';
 import { fingerprintOf, loadOrCreateIdentity, type PeerIdentity } from '../../src/workloads/identity.js';
 import { PeerClient, PeerError, PeerServer, type PeerConfig, type PeerRoute, type PeerStreamHandler } from '../../src/workloads/peers.js';
 import { tempDir } from '../support/agent.js';
@@ -115,7 +116,8 @@ let clientB: PeerClient;
 
 async function startServer(): Promise<{ server: PeerServer; peer: PeerConfig }> {
   const peers = [{ name: 'a', url: 'https://127.0.0.1:1', fingerprint: a.fingerprint }];
-  const started = new PeerServer({ identity: server, peers, host: '127.0.0.1', port: 0, log, routes, stream: echoStream });
+  const listen = { ...v.parse(workloadsSection, {}).listen, host: '127.0.0.1', port: 0 };
+  const started = new PeerServer({ identity: server, peers, listen, log, routes, stream: echoStream });
   await started.start();
   return { server: started, peer: { name: 'meta-edge', url: `https://127.0.0.1:${started.port}`, fingerprint: server.fingerprint } };
 }
@@ -222,7 +224,7 @@ describe('a configured peer', () => {
 
   it('downloads a file with progress up to its size', async () => {
     const progress: [number, number | undefined][] = [];
-    const stream = await clientA.download(serverPeer, '/artifact', (bytes, total) => progress.push([bytes, total]));
+    const stream = await clientA.download(serverPeer, '/artifact', { onProgress: (bytes, total) => progress.push([bytes, total]) });
     const data = await collect(stream);
     expect(sha256(data)).toBe(sha256(readFileSync(artifact)));
     expect(progress.length).toBeGreaterThan(1);
@@ -291,7 +293,7 @@ describe('refused', () => {
     const silentPeer = { ...serverPeer, url: `https://127.0.0.1:${silent.port}` };
     const started = performance.now();
     expect((await rejection(clientA.request(silentPeer, 'GET', '/echo', undefined, 300))).message).toMatch(/^GET \/echo at peer meta-edge .* timed out after 300 ms$/);
-    expect((await rejection(clientA.download(silentPeer, '/artifact', undefined, 300))).message).toMatch(/sent nothing for 300 ms$/);
+    expect((await rejection(clientA.download(silentPeer, '/artifact', { idleTimeoutMs: 300 }))).message).toMatch(/sent nothing for 300 ms$/);
     expect((await rejection(clientA.stream(silentPeer, '/echo', 300))).message).toMatch(/timed out after 300 ms$/);
     expect(performance.now() - started).toBeLessThan(3000);
     silent.close();
@@ -320,7 +322,7 @@ describe('a peer that goes away', () => {
 
   it('silent mid-download: the stream fails after the idle timeout', async () => {
     const started = performance.now();
-    const error = await rejection(clientA.download(serverPeer, '/stall', undefined, 300).then(collect));
+    const error = await rejection(clientA.download(serverPeer, '/stall', { idleTimeoutMs: 300 }).then(collect));
     expect(error.message).toBe(`download of /stall from peer meta-edge broke off after ${MiB} of unknown bytes: peer meta-edge at ${serverPeer.url} sent nothing for 300 ms`);
     expect(performance.now() - started).toBeLessThan(2000);
   });

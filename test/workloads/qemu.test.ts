@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { detectAccel, probeAccel } from '../../src/workloads/qemu/accel.js';
 import { qemuArgs, type QemuOptions } from '../../src/workloads/qemu/args.js';
-import { QemuProcess } from '../../src/workloads/qemu/process.js';
+import { QemuProcess, type QemuProcessOptions } from '../../src/workloads/qemu/process.js';
 import { QmpError } from '../../src/workloads/qemu/qmp.js';
 import type { ArtifactPaths, ImageManifest } from '../../src/workloads/types.js';
 import { ROOT, tempDir } from '../support/agent.js';
@@ -55,14 +55,14 @@ afterAll(() => {
   rmSync(runRoot, { recursive: true, force: true });
 });
 
-async function start(image: Image, extra: Partial<QemuOptions> = {}): Promise<QemuProcess> {
+async function start(image: Image, extra: Partial<QemuProcessOptions> = {}): Promise<QemuProcess> {
   const vm = await QemuProcess.start(options(image, extra), log);
   running.push(vm);
   return vm;
 }
 
-function options(image: Image, extra: Partial<QemuOptions> = {}): QemuOptions {
-  return { id: image.manifest.name, runDir: join(runRoot, `run${runDirs++}`), accel: 'tcg', ...image, ...extra };
+function options(image: Image, extra: Partial<QemuProcessOptions> = {}): QemuProcessOptions {
+  return { id: image.manifest.name, runDir: join(runRoot, `run${runDirs++}`), pidDir: join(runRoot, 'pids'), consoleMaxBytes: 1024 ** 2, accel: 'tcg', ...image, ...extra };
 }
 
 /** PIDs of live QEMU processes with `dir` on their command line. */
@@ -194,11 +194,12 @@ describe('QEMU process', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
-  it('runs an aarch64 image on the virt machine its manifest names, with the host CPU under KVM', () => {
-    const manifest: ImageManifest = { ...linux.manifest, architecture: 'aarch64', aarch64: { machine: 'virt,gic-version=host', cpu: 'host', accel: 'kvm', notes: '' } };
+  it("runs an aarch64 image on the virt machine its manifest names, with the host's CPU and interrupt controller under KVM", () => {
+    const manifest: ImageManifest = { ...linux.manifest, architecture: 'aarch64', aarch64: { machine: 'virt', cpu: 'host', accel: 'kvm', notes: '' } };
     const args = qemuArgs(options({ manifest, artifacts: linux.artifacts }, { accel: 'kvm' }));
     expect(args.join(' ')).toContain('-accel kvm -machine virt,gic-version=host -cpu host -m 128 -smp 1');
     expect(args.join(' ')).toContain('-device virtio-net-pci,netdev=n0');
+    expect(qemuArgs(options({ manifest, artifacts: linux.artifacts }, { accel: 'tcg' })).join(' ')).toContain('-accel tcg -machine virt -cpu max');
   });
 
   it('says why when QEMU itself refuses to start, its exit and its words, however busy the host, and leaves no process behind', async () => {

@@ -48,7 +48,7 @@ describe('workloads between two agents', () => {
   let webPort: number;
 
   const api = async <T>(s: Side, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
-    const response = await fetch(`${s.agent!.apiUrl}/api/v1/workloads${path}`, {
+    const response = await s.agent!.api(`/api/v1/workloads${path}`, {
       method,
       headers: body === undefined ? undefined : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -134,26 +134,27 @@ describe('workloads between two agents', () => {
     await waitFor('the new guest ticking', async () => ((lastTick((await workload(edge, 'ticker')).console)?.tick ?? 0) >= 1 ? true : undefined), { timeoutMs: 15_000, intervalMs: 250 });
   }, 45_000);
 
-  it('live-migrates it to the meta-edge, which fetches the image over the pinned channel: state survives', async () => {
+  it('live-migrates it to the meta-edge, which fetches the image over the pinned channel and keeps it as the edge’s: state survives', async () => {
     const before = lastTick((await workload(edge, 'ticker')).console)!;
     const { status, body } = await api<MigrationResult>(edge, 'POST', '/ticker/migrate', { peer: 'meta' });
     expect(status).toBe(200);
     expect(body).toMatchObject({ status: 'running', artifactsFetched: 1 });
     expect(body.downtimeMs).toBeGreaterThanOrEqual(0);
     expect(body.totalTimeMs).toBeGreaterThan(0);
-    const there = await workload(meta, 'ticker');
+    // The meta-edge keeps a peer's workload under the peer's name.
+    const there = await workload(meta, 'edge.ticker');
     expect(there).toMatchObject({ state: 'running', origin: 'peer:edge' });
     const after = await waitFor('ticks at the meta-edge', async () => {
-      const tick = lastTick((await workload(meta, 'ticker')).console);
+      const tick = lastTick((await workload(meta, 'edge.ticker')).console);
       return tick && tick.tick > before.tick ? tick : undefined;
     }, { timeoutMs: 15_000, intervalMs: 250 });
     expect(after.boot).toBe(before.boot);
     expect(await workload(edge, 'ticker')).toMatchObject({ state: 'migrated', movedTo: 'meta' });
-    expect((await workload(meta, 'ticker')).history.some((h) => h.event === 'migrated in' && typeof h.detail?.downtimeMs === 'number')).toBe(true);
+    expect((await workload(meta, 'edge.ticker')).history.some((h) => h.event === 'migrated in' && typeof h.detail?.downtimeMs === 'number')).toBe(true);
   }, 60_000);
 
   it('brings it back, still the same guest', async () => {
-    const away = lastTick((await workload(meta, 'ticker')).console)!;
+    const away = lastTick((await workload(meta, 'edge.ticker')).console)!;
     const { status } = await api(edge, 'POST', '/ticker/return');
     expect(status).toBe(200);
     expect(await workload(edge, 'ticker')).toMatchObject({ state: 'running', origin: 'local' });
@@ -162,7 +163,7 @@ describe('workloads between two agents', () => {
       return tick && tick.tick > away.tick ? tick : undefined;
     }, { timeoutMs: 15_000, intervalMs: 250 });
     expect(back.boot).toBe(away.boot);
-    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.find((w) => w.name === 'ticker')).toBeUndefined();
+    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.find((w) => w.name === 'edge.ticker')).toBeUndefined();
   }, 60_000);
 
   it('refuses an image for another architecture, and an unknown peer, with the reason', async () => {
@@ -194,7 +195,7 @@ describe('workloads between two agents', () => {
       writeFileSync(initrd, original);
     }
     expect(await workload(edge, 'svc')).toMatchObject({ state: 'running', origin: 'local' });
-    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
+    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'edge.svc')).toEqual([]);
     const stray = qemuUnder(meta.data);
     expect(stray).toEqual([]);
   }, 60_000);
@@ -208,7 +209,7 @@ describe('workloads between two agents', () => {
     const { status } = await migrating;
     expect(status).toBeGreaterThanOrEqual(400);
     expect(await workload(edge, 'svc')).toMatchObject({ state: 'running', origin: 'local' });
-    expect(await (await fetch(`${edge.agent!.apiUrl}/api/v1/workloads/svc`)).json()).toMatchObject({ pid: expect.any(Number) });
+    expect(await (await edge.agent!.api('/api/v1/workloads/svc')).json()).toMatchObject({ pid: expect.any(Number) });
     await api(edge, 'DELETE', '/svc');
     await start(meta, metaConfig);
     const left = (await api<WorkloadList>(meta, 'GET', '')).body.workloads;
@@ -224,8 +225,8 @@ describe('workloads between two agents', () => {
     await sleep(1000);
     edge.agent!.child.kill('SIGKILL');
     await migrating;
-    await waitFor('nothing left at the meta-edge', () => !execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(join(meta.data, 'run', 'workloads', 'svc')), { timeoutMs: 20_000, intervalMs: 200 });
-    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'svc')).toEqual([]);
+    await waitFor('nothing left at the meta-edge', () => !execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(join(meta.data, 'run', 'workloads', 'edge.svc')), { timeoutMs: 20_000, intervalMs: 200 });
+    expect((await api<WorkloadList>(meta, 'GET', '')).body.workloads.filter((w) => w.name === 'edge.svc')).toEqual([]);
     await start(edge, edgeConfig);
     expect(await workload(edge, 'svc')).toMatchObject({ state: 'running', origin: 'local', pid: expect.any(Number) });
     // One QEMU for it: the one the killed agent left was ended, not run twice.

@@ -1,21 +1,24 @@
 /**
  * One workload's QEMU process, driven through QMP: started from an image's artifacts with its
- * caps, its serial console written to a file, paused, resumed, migrated live, saved to a
- * snapshot file and started again from one.
+ * caps, recorded as this agent's (pidfiles.ts), its serial console written to a bounded file
+ * (console.ts), paused, resumed, migrated live, saved to a snapshot file and started again from one.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, createWriteStream, fstatSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, constants, createWriteStream, mkdirSync, openSync, rmSync } from 'node:fs';
 import { access, rename, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as v from 'valibot';
 import type { Logger } from '../../log.js';
 import type { Exit, Guest, MigrationInfo } from '../runtime.js';
 import { qemuBinary } from './accel.js';
-import { consolePathOf, qemuArgs, qmpPathOf, type QemuOptions } from './args.js';
+import { CONSOLE_FD, qemuArgs, qmpPathOf, SNAPSHOT_FD, type QemuOptions } from './args.js';
+import { ConsoleFile, consolePathOf, consoleTail } from './console.js';
 import { CpuQuota } from './cpu-quota.js';
+import { forgetStarted, recordStarted } from './pidfiles.js';
 import { QmpClient } from './qmp.js';
 
 const QMP_CONNECT_TIMEOUT_MS = 10_000;
@@ -57,6 +60,14 @@ function migrationInfo(answer: v.InferOutput<typeof MigrateInfoSchema>): Migrati
   };
 }
 
+/** What QEMU runs with (its command line), and what the agent keeps of it besides. */
+export interface QemuProcessOptions extends QemuOptions {
+  /** Where the agent records the QEMUs it started (pidfiles.ts): in its data dir, which no other agent shares. */
+  pidDir: string;
+  /** The console file is cut back to its newest half when it would pass this (console.ts). */
+  consoleMaxBytes: number;
+}
+
 const exitReason = ({ code, signal }: Exit) => `QEMU exited (${signal ?? `code ${code}`})`;
 
 export class QemuProcess implements Guest {
@@ -67,7 +78,7 @@ export class QemuProcess implements Guest {
     private readonly child: ChildProcess,
     /** The QEMU runtime's own handle on the guest: nothing outside it reaches past the Guest contract. */
     readonly qmp: QmpClient,
-    private readonly options: QemuOptions,
+    private readonly options: QemuProcessOptions,
     readonly exited: Promise<Exit>,
   ) {
     this.pid = child.pid!;
@@ -82,24 +93,31 @@ export class QemuProcess implements Guest {
    * Spawns QEMU and resolves once QMP answers (and, from a snapshot, once the guest runs again);
    * on any failure no QEMU is left, and when QEMU ended by itself its exit and stderr are the reason.
    */
-  static async start(options: QemuOptions, log: Logger): Promise<QemuProcess> {
+  static async start(options: QemuProcessOptions, log: Logger): Promise<QemuProcess> {
     const args = qemuArgs(options);
     await checkReadable(options);
     const cpuQuota = options.cpuQuotaPercent === undefined ? undefined : CpuQuota.forHost();
-    mkdirSync(options.runDir, { recursive: true });
+    makePrivateRunDir(options.runDir);
     rmSync(qmpPathOf(options), { force: true });
-    const snapshotFd = options.snapshot === undefined ? undefined : openSync(options.snapshot, 'r');
     const binary = qemuBinary(options.manifest.architecture);
     const started = performance.now();
+    const consoleFile = new ConsoleFile(consolePathOf(options), options.consoleMaxBytes);
+    let snapshotFd: number | undefined;
     let child: ChildProcess;
     try {
-      child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe', ...(snapshotFd === undefined ? [] : [snapshotFd])] });
+      if (options.snapshot !== undefined) snapshotFd = openSync(options.snapshot, 'r');
+      child = spawn(binary, args, { stdio: qemuStdio(snapshotFd) });
+    } catch (error) {
+      consoleFile.close();
+      throw error;
     } finally {
       if (snapshotFd !== undefined) closeSync(snapshotFd);
     }
+    consoleFile.follow(child.stdio[CONSOLE_FD] as Readable, log);
     const run = watchProcess(child, binary, options, log, cpuQuota);
     try {
       if (child.pid === undefined) await run.failed;
+      recordStarted(options.pidDir, options.id, child.pid!);
       if (cpuQuota) run.cgroup = cpuQuota.confine(`${options.id}-${child.pid}`, child.pid!, options.cpuQuotaPercent!);
       const qmp = await Promise.race([QmpClient.connect(qmpPathOf(options), QMP_CONNECT_TIMEOUT_MS, run.abort.signal), run.failed]);
       const qemu = new QemuProcess(child, qmp, options, run.ended);
@@ -189,6 +207,7 @@ export class QemuProcess implements Guest {
     const socketPath = join(this.options.runDir, `${this.options.id}.snapshot.sock`);
     const partial = `${file}.part`;
     const { 'max-bandwidth': bandwidth } = await this.qmp.query('query-migrate-parameters', MigrateParametersSchema);
+    await rm(partial, { force: true });
     const receiver = await receiveOne(socketPath, partial);
     try {
       await this.pause();
@@ -212,31 +231,22 @@ export class QemuProcess implements Guest {
 
   /** The end of what the guest wrote to its serial console. */
   consoleTail(bytes = 4096): string {
-    return fileTail(this.consolePath, bytes);
+    return consoleTail(this.consolePath, bytes);
   }
 }
 
-/** The console of workload `id` in `runDir`, running or not: its last `bytes`, or '' if it never had one. */
-export function consoleTail(runDir: string, id: string, bytes: number): string {
-  return fileTail(consolePathOf({ runDir, id }), bytes);
+/** QEMU's stdout and stderr are logged; the snapshot it starts from and its console's socket are at the fds its arguments name. */
+function qemuStdio(snapshotFd: number | undefined): Array<'ignore' | 'pipe' | number> {
+  const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe'];
+  stdio[SNAPSHOT_FD] = snapshotFd ?? 'ignore';
+  stdio[CONSOLE_FD] = 'pipe';
+  return stdio;
 }
 
-function fileTail(path: string, bytes: number): string {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const length = Math.min(bytes, size);
-    const buffer = Buffer.alloc(length);
-    readSync(fd, buffer, 0, length, size - length);
-    return buffer.toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
+/** The guests' sockets, consoles and snapshots: a directory for this user only (0700), also if it was made wider before. */
+function makePrivateRunDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
 }
 
 async function checkReadable(options: QemuOptions): Promise<void> {
@@ -270,7 +280,7 @@ interface ProcessWatch {
 }
 
 /** Follows a spawned QEMU: logs what it says, and when it ends, cleans up after it. */
-function watchProcess(child: ChildProcess, binary: string, options: QemuOptions, log: Logger, cpuQuota: CpuQuota | undefined): ProcessWatch {
+function watchProcess(child: ChildProcess, binary: string, options: QemuProcessOptions, log: Logger, cpuQuota: CpuQuota | undefined): ProcessWatch {
   let stderr = '';
   const onOutput = (chunk: Buffer) => {
     const text = chunk.toString();
@@ -289,6 +299,7 @@ function watchProcess(child: ChildProcess, binary: string, options: QemuOptions,
       gone = true;
       abort.abort();
       rmSync(qmpPathOf(options), { force: true });
+      forgetStarted(options.pidDir, options.id);
       if (watch.cgroup) cpuQuota!.release(watch.cgroup, log);
       log.info({ pid: child.pid, code, signal }, 'QEMU exited');
       resolve({ code, signal });
@@ -315,7 +326,8 @@ async function receiveOne(socketPath: string, file: string): Promise<{ written: 
   written.catch(() => undefined);
   const server = createServer((socket) => {
     server.close();
-    pipeline(socket, createWriteStream(file)).then(settle.resolve, settle.reject);
+    // The guest's whole RAM: for this user only (a new file, so its mode is this one).
+    pipeline(socket, createWriteStream(file, { flags: 'wx', mode: 0o600 })).then(settle.resolve, settle.reject);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,17 +1,22 @@
 /**
  * The QEMU runtime: each guest is a QEMU process with its sockets and console in the run
- * directory, under KVM where KVM really runs guests, else TCG.
+ * directory and its pidfile in the agent's data dir, under KVM where KVM really runs guests,
+ * else TCG.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from '../../log.js';
 import type { Guest, GuestSpec, Runtime } from '../runtime.js';
 import { detectAccel } from './accel.js';
 import type { QemuOptions } from './args.js';
-import { consoleTail, QemuProcess } from './process.js';
+import { consolePathOf, consoleTail } from './console.js';
+import { endLeftovers } from './pidfiles.js';
+import { QemuProcess, type QemuProcessOptions } from './process.js';
+
+/** What every guest of this runtime shares: where its files go. */
+export type GuestFiles = Pick<QemuProcessOptions, 'runDir' | 'pidDir' | 'consoleMaxBytes'>;
 
 export class QemuRuntime implements Runtime {
   constructor(
-    private readonly runDir: string,
+    private readonly files: GuestFiles,
     private readonly log: Logger,
   ) {}
 
@@ -30,34 +35,19 @@ export class QemuRuntime implements Runtime {
     return qemu;
   }
 
-  /** QEMUs are found by their command line, which names files in this runtime's run directory. */
-  reclaim(): void {
-    for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
-      let commandLine: string;
-      try {
-        commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      } catch {
-        continue;
-      }
-      const program = commandLine.split('\0')[0]!.split('/').pop()!;
-      if (!program.startsWith('qemu-system') || !commandLine.includes(`${this.runDir}/`)) continue;
-      this.log.warn({ pid: Number(pid) }, 'QEMU left by a previous run of the agent ended');
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // Gone meanwhile.
-      }
-    }
+  /** QEMUs are found by the pidfiles this runtime wrote: never by the run directory, which another agent may share. */
+  reclaim(): Promise<void> {
+    return endLeftovers(this.files.pidDir, this.log);
   }
 
   consoleTail(name: string, bytes: number): string {
-    return consoleTail(this.runDir, name, bytes);
+    return consoleTail(consolePathOf({ runDir: this.files.runDir, id: name }), bytes);
   }
 
-  private async options(spec: GuestSpec, extra: Pick<QemuOptions, 'snapshot' | 'incoming'>): Promise<QemuOptions> {
+  private async options(spec: GuestSpec, extra: Pick<QemuOptions, 'snapshot' | 'incoming'>): Promise<QemuProcessOptions> {
     return {
       id: spec.name,
-      runDir: this.runDir,
+      ...this.files,
       manifest: spec.manifest,
       artifacts: spec.artifacts,
       accel: await detectAccel(this.log, spec.manifest.architecture),
@@ -65,6 +55,7 @@ export class QemuRuntime implements Runtime {
       cpus: spec.cpus,
       cpuQuotaPercent: spec.cpuQuotaPercent,
       hostPorts: spec.hostPorts,
+      network: spec.network,
       ...extra,
     };
   }

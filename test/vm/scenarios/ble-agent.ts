@@ -49,8 +49,8 @@ try {
   writeFileSync(join(PROFILES, 'atc.yaml'), profile('lywsd03mmc-atc.yaml', [['A4:C1:38:00:00:02', atcAddress], ...fastAdverts, [/(macAddress: .*)/g, '$1\n      advertisementTimeout: 4000']]));
   const started = performance.now();
   agent = await spawnAgent(['--profiles', PROFILES, '--data', '/tmp/ble-data', '--node', 'edge-vm'], { env: agentEnv() });
-  const { apiUrl } = agent;
-  const device = async (id: string) => (await (await fetch(`${apiUrl}/api/v1/devices/${id}`)).json()) as DeviceDetail;
+  const { apiUrl, api } = agent;
+  const device = async (id: string) => (await (await api(`/api/v1/devices/${id}`)).json()) as DeviceDetail;
   const until = async (what: string, id: string, test: (d: DeviceDetail) => boolean, timeoutMs = 90_000) => {
     const deadline = performance.now() + timeoutMs;
     result.waitingFor = what;
@@ -63,7 +63,7 @@ try {
     }
   };
   const reported = (d: DeviceDetail, property: string) => d.twin[property]?.actual?.value;
-  const cli = (...args: string[]) => execFileSync(process.execPath, [join(ROOT, 'dist/src/cli.js'), ...args, '--api', apiUrl], { encoding: 'utf8' });
+  const cli = (...args: string[]) => execFileSync(process.execPath, [join(ROOT, 'dist/src/cli.js'), ...args, '--api', apiUrl, '--data', '/tmp/ble-data'], { encoding: 'utf8' });
 
   step('BTHome');
   const bthome = 'default/bthome-thermometer-01';

@@ -33,8 +33,8 @@ try {
   };
   writeFileSync('/tmp/agent.json', JSON.stringify(config));
   agent = await spawnAgent(['--config', '/tmp/agent.json', '--data', '/tmp/agent-data', '--node', 'edge-vm']);
-  const { apiUrl, mqttUrl } = agent;
-  const state = async () => (await (await fetch(`${apiUrl}/api/v1/wifi`)).json()) as WifiState;
+  const { apiUrl, api, mqttUrl } = agent;
+  const state = async () => (await (await api('/api/v1/wifi')).json()) as WifiState;
   const until = async (what: string, test: (s: WifiState) => boolean) => {
     for (;;) {
       const s = await state();
@@ -58,7 +58,7 @@ try {
   // Several more rounds: the radio must stay where it is.
   await sleep(8000);
   result.settled = await state();
-  result.cli = execFileSync(process.execPath, ['dist/src/cli.js', 'wifi', '--api', apiUrl], { encoding: 'utf8' });
+  result.cli = execFileSync(process.execPath, ['dist/src/cli.js', 'wifi', '--api', apiUrl, '--data', '/tmp/agent-data'], { encoding: 'utf8' });
   result.telemetry = { messages: telemetry.length, last: telemetry.at(-1) };
   await subscriber.endAsync();
 } catch (error) {
