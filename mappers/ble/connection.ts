@@ -31,6 +31,7 @@ export interface Bound<V> {
 
 interface Advertised {
   value: PropertyValue;
+  /** Monotonic (performance.now()): a wall-clock step must not make a fresh value stale, nor keep a stale one. */
   at: number;
 }
 
@@ -92,7 +93,7 @@ export class BleDeviceConnection implements DeviceConnection {
   }
 
   private receiveAdvertisement(peripheral: Peripheral): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const [format, spec] of Object.entries(FORMATS)) {
       const properties = this.adverts.filter((p) => p.visitor.advertisement === format);
       const data = properties.length > 0 ? peripheral.advertisement.serviceData?.find((d) => d.uuid === spec.uuid)?.data : undefined;
@@ -138,7 +139,7 @@ export class BleDeviceConnection implements DeviceConnection {
     if (advert) {
       const last = this.advertised.get(property.name);
       if (!last) throw new DeviceUnreachableError(`no ${advert.visitor.advertisement} advertisement with ${advert.visitor.measurement} from ${describeMatch(this.match)} yet`);
-      const age = Date.now() - last.at;
+      const age = performance.now() - last.at;
       if (age > this.advertisementTimeoutMs) throw new DeviceUnreachableError(`no advertisement from ${describeMatch(this.match)} for ${Math.round(age / 1000)} s`);
       return last.value;
     }

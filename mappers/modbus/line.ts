@@ -42,6 +42,7 @@ export class ModbusLine {
   private client?: Client;
   private queue: Promise<unknown> = Promise.resolve();
   private backoffMs = MIN_BACKOFF_MS;
+  /** Monotonic (performance.now()), so a wall-clock step cannot hold a reconnect back for as long as it stepped. */
   private retryAt = 0;
 
   constructor(private readonly transport: Transport) {
@@ -76,7 +77,7 @@ export class ModbusLine {
 
   private async open(): Promise<Client> {
     if (this.client?.isOpen) return this.client;
-    const wait = this.retryAt - Date.now();
+    const wait = Math.ceil(this.retryAt - performance.now());
     if (wait > 0) throw new ModbusError(`${this.key} is not connected; next attempt in ${wait} ms`);
     const client = await createClient();
     try {
@@ -86,7 +87,7 @@ export class ModbusLine {
         await client.connectRTUBuffered(path, { baudRate, dataBits, parity, stopBits });
       }
     } catch (error) {
-      this.retryAt = Date.now() + this.backoffMs;
+      this.retryAt = performance.now() + this.backoffMs;
       this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
       throw new ModbusError(`cannot connect to ${this.key}: ${(error as Error).message}`);
     }

@@ -43,7 +43,8 @@ function initialValue(property: BoundProperty): PropertyValue {
 
 class VirtualDevice implements DeviceConnection {
   private readonly values = new Map<string, PropertyValue>();
-  private readonly started = Date.now();
+  /** Monotonic (performance.now()): a wall-clock step must not jump the sine's phase. */
+  private readonly started = performance.now();
 
   read(property: BoundProperty): Promise<PropertyValue> {
     return Promise.resolve(this.next(property));
@@ -75,7 +76,7 @@ class VirtualDevice implements DeviceConnection {
         return property.model.type === 'int' ? Math.round(value) : value;
       }
       case 'sine': {
-        const seconds = (Date.now() - this.started) / 1000;
+        const seconds = (performance.now() - this.started) / 1000;
         const period = numberOr(v.periodS, 60);
         return numberOr(v.offset, 0) + numberOr(v.amplitude, 1) * Math.sin((2 * Math.PI * seconds) / period);
       }

@@ -65,8 +65,8 @@ export interface Migrations {
 export class Database {
   private readonly db: BetterSqlite3.Database;
   private readonly pending: Write[] = [];
-  /** Run after the queued writes in every batch: owners that coalesce their rows until the commit (the twin). */
-  private readonly batchWriters: Write[] = [];
+  /** Owners that coalesce their rows until the commit (the twin): each hands over its batch's writes, run after the queued ones. */
+  private readonly batchWriters: Array<() => Write> = [];
   private waiters: Array<{ committed: () => void; failed: (e: unknown) => void }> = [];
   private scheduled = false;
   private batch?: Promise<void>;
@@ -118,9 +118,13 @@ export class Database {
     this.schedule();
   }
 
-  /** Runs `write` at the end of every batch's transaction, after the queued writes. */
-  addBatchWriter(write: Write): void {
-    this.batchWriters.push(write);
+  /**
+   * At every batch, `take` hands over what its owner has pending (and forgets it), to be written
+   * at the end of the transaction: taken before the transaction, so a failed commit drops it
+   * with the rest instead of carrying it into the next batch.
+   */
+  addBatchWriter(take: () => Write): void {
+    this.batchWriters.push(take);
   }
 
   /** Asks for a batch without queuing a write: for owners whose rows `addBatchWriter` writes. */
@@ -153,22 +157,20 @@ export class Database {
   flush(): void {
     this.scheduled = false;
     this.batch = undefined;
-    const writes = this.pending.splice(0);
+    const writes = [...this.pending.splice(0), ...this.batchWriters.map((take) => take())];
     const waiters = this.waiters;
     this.waiters = [];
     let failure: StorageError | undefined;
     try {
       this.db.transaction(() => {
         for (const write of writes) write();
-        for (const write of this.batchWriters) write();
       })();
     } catch (error) {
       failure = new StorageError(error);
-      // A page that could not be read stays in SQLite's cache as it was read: dropped, the next commit reads it from the disk again.
-      this.db.pragma('shrink_memory');
     }
-    if (failure) this.commitFailed(failure);
-    else this.committed();
+    if (!failure) this.committed();
+    // A write queued after close() fails too, but not for anything wrong with the file.
+    else if (this.db.open) this.commitFailed(failure);
     for (const w of waiters) {
       // One listener that throws (a reload that reads the damaged page) must not leave the others unanswered.
       try {
@@ -189,6 +191,8 @@ export class Database {
   }
 
   private commitFailed(error: StorageError): void {
+    // A page that could not be read stays in SQLite's cache as it was read: dropped, the next commit reads it from the disk again.
+    this.db.pragma('shrink_memory');
     if (!this.failing) this.log?.error({ file: this.file, reason: error.message }, 'database commits failing');
     this.failing = { since: this.failing?.since ?? new Date().toISOString(), lastMs: performance.now(), reason: error.message };
   }

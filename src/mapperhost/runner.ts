@@ -19,6 +19,14 @@ const MAX_RECONNECT_MS = 60_000;
 
 interface Scheduled extends BoundProperty {
   reportCycleMs: number;
+  /**
+   * A read value is reported once this long has passed since the last report: reportCycleMs less
+   * half the shorter cycle, so the collect nearest the due time reports. Node timers fire up to a
+   * millisecond early (its loop time is in whole ms): comparing with reportCycleMs itself skips
+   * that collect now and then, putting the report off by a whole cycle.
+   */
+  collectReportsAfterMs: number;
+  /** Monotonic time (performance.now()) of the last report: on the wall clock, a step back would hold reports back as long as it stepped. */
   lastReport: number;
   value?: string;
 }
@@ -50,13 +58,16 @@ export class DeviceRunner {
       const modelProperty = modelProperties.get(property.name);
       if (!modelProperty) continue;
       const collect = Math.max(MIN_CYCLE_MS, property.collectCycleMs ?? DEFAULT_CYCLE_MS);
+      // Not bound to the collect cycle: values a device pushes can be reported more often.
+      const reportCycleMs = property.reportCycleMs ?? collect;
       const scheduled: Scheduled = {
         name: property.name,
         visitor: property.visitor,
         model: modelProperty,
-        // Not bound to the collect cycle: values a device pushes can be reported more often.
-        reportCycleMs: property.reportCycleMs ?? collect,
-        lastReport: 0,
+        reportCycleMs,
+        collectReportsAfterMs: reportCycleMs - Math.min(collect, reportCycleMs) / 2,
+        // Never reported: the first value goes out at once, however soon after the process started.
+        lastReport: Number.NEGATIVE_INFINITY,
       };
       this.properties.set(property.name, scheduled);
       if (modelProperty.accessMode === 'WriteOnly') continue;
@@ -164,16 +175,18 @@ export class DeviceRunner {
     }
     this.failures = 0;
     this.setState('online');
-    const wait = property.lastReport + property.reportCycleMs - Date.now();
-    if (wait <= 0) return this.reportPushed(property);
     const key = `report:${name}`;
-    if (!this.timers.has(key)) this.timers.set(key, setTimeout(() => this.reportPushed(property), wait));
+    // The pending report sends the latest value; reporting now too, when its timer runs late, would start a second chain of reports.
+    if (this.timers.has(key)) return;
+    const wait = property.lastReport + property.reportCycleMs - performance.now();
+    if (wait <= 0) return this.reportPushed(property);
+    this.timers.set(key, setTimeout(() => this.reportPushed(property), wait));
   }
 
   private reportPushed(property: Scheduled): void {
     this.timers.delete(`report:${property.name}`);
     if (this.stopped || property.value === undefined) return;
-    property.lastReport = Date.now();
+    property.lastReport = performance.now();
     try {
       this.twins.report(this.device.id, { [property.name]: property.value });
     } catch (error) {
@@ -193,7 +206,7 @@ export class DeviceRunner {
     if (!connection) return;
     let failed = 0;
     let firstError: string | undefined;
-    const now = Date.now();
+    const now = performance.now();
     const report: Record<string, string> = {};
     const values = await this.readGroup(connection, properties);
     properties.forEach((property, i) => {
@@ -201,7 +214,7 @@ export class DeviceRunner {
         const raw = values[i]!;
         if (raw instanceof Error) throw raw;
         property.value = toTwinValue(raw, property.model.type);
-        if (forceReport || now - property.lastReport >= property.reportCycleMs) {
+        if (forceReport || now - property.lastReport >= property.collectReportsAfterMs) {
           report[property.name] = property.value;
           property.lastReport = now;
         }

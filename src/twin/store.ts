@@ -111,7 +111,7 @@ export class TwinStore {
       this.nextTwinId = Math.max(this.nextTwinId, row.id + 1);
     }
     // Device writes go through the queue, in order; the twin rows and history of a batch after them.
-    db.addBatchWriter(() => this.writeBatch());
+    db.addBatchWriter(() => this.takeBatch());
   }
 
   loadDevices(): DeviceRecord[] {
@@ -247,11 +247,14 @@ export class TwinStore {
     this.db.afterCommit(committed, failed);
   }
 
-  /** Taken out before writing: a failed commit drops them, and the twin reloads what SQLite holds. */
-  private writeBatch(): void {
+  /** The twin rows and history of this batch, taken out: a failed commit drops them, and the twin reloads what SQLite holds. */
+  private takeBatch(): () => void {
     const twins = [...this.pendingTwins.values()];
     this.pendingTwins.clear();
-    for (const row of twins) this.statements.upsertTwin.run(row);
-    for (const row of this.pendingHistory.splice(0)) this.statements.putHistory.run(row);
+    const history = this.pendingHistory.splice(0);
+    return () => {
+      for (const row of twins) this.statements.upsertTwin.run(row);
+      for (const row of history) this.statements.putHistory.run(row);
+    };
   }
 }

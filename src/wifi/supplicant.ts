@@ -19,10 +19,10 @@ export interface SupplicantOptions {
 }
 
 async function waitForSocket(path: string, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!existsSync(path)) {
     if (child.exitCode !== null) throw new WpaCtrlError(`wpa_supplicant exited with code ${child.exitCode} before opening ${path}`);
-    if (Date.now() > deadline) throw new WpaCtrlError(`wpa_supplicant did not open ${path} within ${timeoutMs} ms`);
+    if (performance.now() > deadline) throw new WpaCtrlError(`wpa_supplicant did not open ${path} within ${timeoutMs} ms`);
     await sleep(20);
   }
 }

@@ -25,7 +25,7 @@ interface Identity extends IdentityState {
   counters?: TxStats;
   /** Transmit statistics of the last poll interval, when the link carried enough traffic to judge it. */
   stats?: TxStats;
-  /** When the identity lost its AP, for the recovery time. */
+  /** When the identity lost its AP (monotonic, performance.now()), for the recovery time. */
   lostAt?: number;
 }
 
@@ -33,6 +33,7 @@ interface KnownAp {
   entry: ScanEntry;
   network: NetworkConfig;
   load?: BssLoad;
+  /** Monotonic (performance.now()), so a wall-clock step neither ends nor stretches the avoidance; shown as epoch ms. */
   avoidedUntil?: number;
   /** Set when the AP cannot work with our config (wrong passphrase); it is avoided until the config changes. */
   error?: string;
@@ -48,7 +49,8 @@ function matches(network: NetworkConfig, entry: ScanEntry): boolean {
 
 export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
   private readonly aps = new Map<string, KnownAp>();
-  private lastScanAt = 0;
+  /** When the last scan ended, on monotonic time (performance.now()); -Infinity before the first. */
+  private lastScanAt = Number.NEGATIVE_INFINITY;
   private rounds: Promise<void> = Promise.resolve();
   private roundQueued = false;
   private timer: NodeJS.Timeout | undefined;
@@ -130,10 +132,10 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
   private onDisconnected(identity: Identity, reason: number): void {
     if (identity.status !== 'connected') return;
     const ap = identity.bssid ? this.aps.get(identity.bssid) : undefined;
-    if (ap) ap.avoidedUntil = Date.now() + this.config.avoidMs;
+    if (ap) ap.avoidedUntil = performance.now() + this.config.avoidMs;
     this.log.warn({ identity: identity.name, bssid: identity.bssid, reason }, 'wifi identity lost its AP');
     identity.status = 'idle';
-    identity.lostAt = Date.now();
+    identity.lostAt = performance.now();
     this.forget(identity);
     void identity.station.disconnect();
     this.requestRound();
@@ -142,7 +144,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
   private async scan(): Promise<void> {
     const scanner = this.identities.find((i) => i.status !== 'connecting') ?? this.identities[0]!;
     const entries = await scanner.station.scan();
-    this.lastScanAt = Date.now();
+    this.lastScanAt = performance.now();
     const seen = new Set<string>();
     for (const entry of entries) {
       const network = this.config.networks.find((n) => matches(n, entry));
@@ -183,8 +185,8 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
 
   private async round(): Promise<void> {
     await this.measureLinks();
-    if (Date.now() - this.lastScanAt >= this.config.scanIntervalMs || this.aps.size === 0) await this.scan();
-    const now = Date.now();
+    if (performance.now() - this.lastScanAt >= this.config.scanIntervalMs || this.aps.size === 0) await this.scan();
+    const now = performance.now();
     const usable = [...this.aps.values()].filter((ap) => !(ap.avoidedUntil && ap.avoidedUntil > now));
     const current = new Map(this.identities.filter((i) => i.status === 'connected' && i.bssid).map((i) => [i.name, i.bssid!]));
     const target = plan({
@@ -236,7 +238,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
       identity.status = 'failed';
       identity.error = (error as Error).message;
       // A wrong passphrase does not fix itself: that AP waits for a config change.
-      ap.avoidedUntil = Date.now() + this.config.avoidMs;
+      ap.avoidedUntil = performance.now() + this.config.avoidMs;
       if (error instanceof ConnectError && error.reason === 'wrong-key') [ap.avoidedUntil, ap.error] = [Infinity, identity.error];
       this.log.warn({ identity: identity.name, bssid, err: identity.error }, 'wifi association failed');
       this.retrySoon = true;
@@ -253,7 +255,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
     });
     identity.score = this.scoreOf(ap);
     if (identity.lostAt !== undefined) {
-      this.lastRecoveryMs = Date.now() - identity.lostAt;
+      this.lastRecoveryMs = Math.round(performance.now() - identity.lostAt);
       identity.lostAt = undefined;
     }
     this.log.info({ identity: identity.name, ssid: identity.ssid, bssid, channel: identity.channel }, 'wifi identity associated');
@@ -293,7 +295,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
   }
 
   state(): WifiState {
-    const now = Date.now();
+    const now = performance.now();
     const aps: ApState[] = [...this.aps.values()].map((ap) => ({
       bssid: ap.entry.bssid,
       ssid: ap.entry.ssid,
@@ -304,7 +306,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
       trusted: isTrusted(ap.network),
       score: Math.round(this.scoreOf(ap) * 10) / 10,
       ...(ap.load ? { utilization: Math.round((ap.load.utilization / 255) * 100) / 100 } : {}),
-      ...(ap.avoidedUntil && ap.avoidedUntil > now && Number.isFinite(ap.avoidedUntil) ? { avoidedUntil: ap.avoidedUntil } : {}),
+      ...(ap.avoidedUntil && ap.avoidedUntil > now && Number.isFinite(ap.avoidedUntil) ? { avoidedUntil: Math.round(Date.now() + ap.avoidedUntil - now) } : {}),
       ...(ap.error ? { error: ap.error } : {}),
     }));
     const identities = this.identities.map(({ station: _station, slot: _slot, dhcp: _dhcp, stats: _stats, counters: _counters, lostAt: _lostAt, ...state }) => ({ ...state }));

@@ -175,9 +175,9 @@ export class IncomingMigrations {
   async confirm(id: string, stats: MigrationConfirmation): Promise<{ status: string }> {
     const arrival = this.arrivals.get(id);
     if (!arrival) throw new AgentError(404, `no incoming migration ${id}`);
-    const deadline = Date.now() + CONFIRM_TIMEOUT_MS;
+    const deadline = performance.now() + CONFIRM_TIMEOUT_MS;
     let status = await arrival.guest.status();
-    while (status !== 'running' && Date.now() < deadline) {
+    while (status !== 'running' && performance.now() < deadline) {
       await sleep(STATUS_POLL_MS);
       status = await arrival.guest.status();
     }

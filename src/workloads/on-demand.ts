@@ -130,9 +130,9 @@ export class OnDemandWorkload {
     const resume = this.definition.onDemand.snapshot && existsSync(this.snapshot);
     const guestPort = this.definition.ports[0]!.guest;
     await this.manager.run(this.definition.name, { snapshot: resume ? this.snapshot : undefined, hostPorts: [{ guest: guestPort, host: this.internalPort }] });
-    const deadline = Date.now() + READY_TIMEOUT_MS;
+    const deadline = performance.now() + READY_TIMEOUT_MS;
     while (!(await guestAccepts(this.internalPort))) {
-      if (Date.now() > deadline) throw new Error(`${this.definition.name} did not accept on port ${guestPort} within ${READY_TIMEOUT_MS / 1000} s`);
+      if (performance.now() > deadline) throw new Error(`${this.definition.name} did not accept on port ${guestPort} within ${READY_TIMEOUT_MS / 1000} s`);
       await sleep(50);
     }
     this.stats.lastStartMs = Math.round(performance.now() - started);

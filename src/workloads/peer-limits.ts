@@ -21,7 +21,7 @@ export class HandshakeLimiter {
   constructor(private readonly limits: HandshakeLimits) {}
 
   /** Whether `address` may start a handshake now; if so, it is counted. */
-  admit(address: string, now = Date.now()): boolean {
+  admit(address: string, now = performance.now()): boolean {
     const bucket = this.buckets.get(address) ?? { tokens: this.limits.burst, at: now };
     bucket.tokens = this.refilled(bucket, now);
     bucket.at = now;
@@ -48,7 +48,7 @@ export class RefusalLog {
   ) {}
 
   /** Writes a line for this refusal, or, within the interval after the address's last line, counts it towards the next. */
-  refused(address: string, reason: string, detail: Record<string, unknown> = {}, now = Date.now()): void {
+  refused(address: string, reason: string, detail: Record<string, unknown> = {}, now = performance.now()): void {
     const seen = this.addresses.get(address);
     if (seen && now - seen.loggedAt < this.intervalMs) {
       seen.unlogged++;

@@ -46,9 +46,9 @@ export class OffloadPolicy {
 
   constructor(private readonly config: PolicyConfig) {}
 
-  /** `away`: whether workloads are out at the target now. */
-  evaluate(t: Telemetry, away: boolean, now = Date.now()): Decision {
-    const at = new Date(now).toISOString();
+  /** `away`: whether workloads are out at the target now; `now` is monotonic (performance.now()), for the hold time, and `at` stamps the decision. */
+  evaluate(t: Telemetry, away: boolean, now = performance.now()): Decision {
+    const at = new Date().toISOString();
     if (t.linkQuality !== undefined && t.linkQuality < this.config.linkQuality.min) {
       this.leaning = 'stay';
       return { verdict: 'stay', reasons: [`link quality ${t.linkQuality} < ${this.config.linkQuality.min}: nothing moves`], at };
@@ -61,7 +61,7 @@ export class OffloadPolicy {
     }
     const reasons = leaning === 'back' ? ['every condition below its threshold to come back'] : pressing;
     if (leaning === 'stay') return { verdict: 'stay', reasons, at };
-    const held = now - this.since;
+    const held = Math.round(now - this.since);
     if (held < this.config.holdMs) return { verdict: 'stay', reasons: [...reasons, `held ${held} ms of ${this.config.holdMs} ms`], at };
     this.since = now;
     return { verdict: leaning, reasons, at };

@@ -50,7 +50,7 @@ const sha256 = (file: string) => createHash('sha256').update(readFileSync(file))
 const movedAside = (data: string) => readdirSync(data).filter((name) => /^twin\.db\.damaged-\d{8}T\d{6}Z$/.test(name));
 
 /** Overwrites page `pageno` (numbered from 1, as SQLite does) of `file` with `bytes` (garbage by default); returns what was there. */
-function damagePage(file: string, pageno: number, pageSize: number, bytes = randomBytes(pageSize)): Buffer {
+function damagePage(file: string, pageno: number, pageSize: number, bytes: Buffer = randomBytes(pageSize)): Buffer {
   const fd = openSync(file, 'r+');
   try {
     const before = Buffer.alloc(pageSize);

@@ -13,7 +13,8 @@ export async function waitFor<T>(
   probe: () => T | undefined | false | Promise<T | undefined | false>,
   { timeoutMs = 5000, intervalMs = 100 }: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  // Monotonic: tests that fake or step `Date` still time out on time.
+  const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
@@ -23,7 +24,7 @@ export async function waitFor<T>(
     } catch (error) {
       lastError = error;
     }
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       const detail = lastError ? `: ${(lastError as Error).message}` : '';
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
     }

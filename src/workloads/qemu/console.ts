@@ -48,9 +48,9 @@ export class ConsoleFile {
   }
 
   /**
-   * Writes are synchronous: a console carries a few bytes a second, at most a serial line's worth,
-   * and in order with the cut that way. The cut keeps the newest half, so it runs once per half a
-   * cap of output, and the file never holds more than `maxBytes` nor less than half of that.
+   * Synchronous, so that writes and cuts stay in order: a console carries little (a serial line's
+   * speed at most), mostly onto a tmpfs. A cut keeps the newest half, so it comes once per half a
+   * cap of output, and the file never holds more than `maxBytes` nor, once cut, less than half.
    */
   private append(chunk: Buffer): void {
     if (this.size + chunk.length <= this.maxBytes) {
@@ -63,8 +63,13 @@ export class ConsoleFile {
     // A new file renamed over the old one: a reader sees the whole of either, never one being rewritten.
     const partial = `${this.path}.part`;
     const fd = openPrivate(partial);
-    writeSync(fd, kept);
-    renameSync(partial, this.path);
+    try {
+      writeSync(fd, kept);
+      renameSync(partial, this.path);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
     closeSync(this.fd);
     this.fd = fd;
     this.size = kept.length;
