@@ -1,11 +1,21 @@
 /** The event bus contract shared by the embedded aedes broker and an external broker. */
+import { StorageError } from '../db/database.js';
+import type { Logger } from '../log.js';
 import type { Module, Remove } from '../module.js';
 
 /**
  * Runs for every message whose topic matches its filter, before the message is acknowledged
- * (MQTT QoS 1 PUBACK): what a handler has persisted by the time it resolves is acknowledged.
+ * (MQTT QoS 1 PUBACK): what a handler has persisted by the time it resolves is acknowledged;
+ * when it rejects (the commit failed), the message is not acknowledged and is sent again.
  */
 export type MessageHandler = (topic: string, payload: Buffer) => Promise<void> | void;
+
+/** Logs a handler's failure, except a storage error: the database logs those once, not per message. */
+export function handlerFailed(log: Logger): (error: unknown, topic: string) => void {
+  return (error, topic) => {
+    if (!(error instanceof StorageError)) log.error({ topic, err: error }, 'bus handler failed');
+  };
+}
 
 /** The event bus is a module: `start` listens (embedded) or connects (external), once the handlers are registered, so nothing arrives unhandled. */
 export interface Bus extends Module {
@@ -83,18 +93,23 @@ export class HandlerTable {
 
   /**
    * Runs the handler of the first matching filter (the agent's filters do not overlap), or
-   * returns undefined when none matches; a failing handler is reported, never thrown into the
-   * broker. Not an async function: under a flood, a suspended frame per message would keep
-   * every payload alive until the commit.
+   * returns undefined when none matches. A failing handler is reported through `onError`, and the
+   * returned promise rejects: the message was not handled (its change not committed), so the
+   * broker must not acknowledge it. Not an async function: under a flood, a suspended frame per
+   * message would keep every payload alive until the commit.
    */
   dispatch(topic: string, payload: Buffer, onError: (error: unknown, topic: string) => void): Promise<void> | undefined {
     const entry = this.entries.find((e) => e.matches(topic));
     if (!entry) return undefined;
-    try {
-      return Promise.resolve(entry.handler(topic, payload)).catch((error: unknown) => onError(error, topic));
-    } catch (error) {
+    const failed = (error: unknown): never => {
       onError(error, topic);
-      return Promise.resolve();
+      throw error;
+    };
+    try {
+      return Promise.resolve(entry.handler(topic, payload)).catch(failed);
+    } catch (error) {
+      return Promise.reject(error as Error).catch(failed);
     }
   }
+
 }

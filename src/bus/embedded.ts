@@ -10,7 +10,7 @@ import type { Server } from 'node:net';
 import type { Logger } from '../log.js';
 import { MODULE } from '../module.js';
 import { Authenticator } from './auth.js';
-import { HandlerTable, type Bus, type MessageHandler } from './bus.js';
+import { handlerFailed, HandlerTable, type Bus, type MessageHandler } from './bus.js';
 import { AGENT_USERNAME, type MqttConfig } from './config.js';
 import { closeListeners, openListeners, warnExposure } from './listeners.js';
 import { BrokerPolicy } from './policy.js';
@@ -91,7 +91,7 @@ export class EmbeddedBus implements Bus {
   /** The aedes hooks: each asks the policy; publishes it allows reach the agent's handlers. */
   private hooks(policy: BrokerPolicy): Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'> {
     const { log } = this.options;
-    const onError = (error: unknown, topic: string) => log.error({ topic, err: error }, 'bus handler failed');
+    const onError = handlerFailed(log);
     return {
       preConnect: (client, packet, callback) => {
         policy.connecting(client, packet.keepalive ?? 0);
@@ -110,10 +110,15 @@ export class EmbeddedBus implements Bus {
         if (!client) return callback(null);
         const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
         const handled = this.handlers.dispatch(packet.topic, payload, onError);
+        if (!handled) return callback(null);
         // QoS 0 is never acknowledged, so nothing waits for its commit; holding the packet until
-        // then would only keep a flood of them in memory.
-        if (!handled || packet.qos === 0) callback(null);
-        else handled.then(() => callback(null));
+        // then would only keep a flood of them in memory. Its failure is reported by dispatch.
+        if (packet.qos === 0) {
+          handled.catch(() => undefined);
+          return callback(null);
+        }
+        // Not committed: no PUBACK, and the connection closes, so the client sends it again [MQTT-4.4.0-1].
+        handled.then(() => callback(null), (error: Error) => callback(error));
       },
       // A refused subscription gets 0x80 in the SUBACK; the connection stays.
       authorizeSubscribe: (client, subscription, callback) => callback(null, policy.subscribeRefusal(client, subscription.topic) ? null : subscription),

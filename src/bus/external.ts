@@ -7,7 +7,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../log.js';
 import { MODULE } from '../module.js';
 import { redactUrl } from '../redact.js';
-import { HandlerTable, type Bus, type MessageHandler } from './bus.js';
+import { handlerFailed, HandlerTable, type Bus, type MessageHandler } from './bus.js';
 
 export class ExternalBus implements Bus {
   readonly name = MODULE.bus;
@@ -33,7 +33,7 @@ export class ExternalBus implements Bus {
 
   async start(): Promise<void> {
     const { url, log } = this;
-    const onError = (error: unknown, topic: string) => log.error({ topic, err: error }, 'bus handler failed');
+    const onError = handlerFailed(log);
     // Connecting waits for the handlers: the persistent session delivers queued messages right
     // after CONNACK, and they must find their handlers, or they would be acknowledged and dropped.
     const client = mqtt.connect(this.connectUrl, { clientId: this.clientId, clean: false, reconnectPeriod: 1000, manualConnect: true });
@@ -41,8 +41,15 @@ export class ExternalBus implements Bus {
     client.handleMessage = (packet, callback) => {
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       const handled = this.handlers.dispatch(packet.topic, payload, onError);
-      if (handled) handled.then(() => callback());
-      else callback();
+      if (!handled) return callback();
+      handled.then(
+        () => callback(),
+        (error: Error) => {
+          // Not committed: no PUBACK, and a new connection, on which the broker sends it again [MQTT-4.4.0-1].
+          callback(error);
+          client.stream.destroy();
+        },
+      );
     };
     client.on('error', (error) => log.warn({ url, err: error.message }, 'external broker error'));
     client.on('reconnect', () => log.info({ url }, 'reconnecting to external broker'));

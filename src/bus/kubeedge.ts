@@ -107,7 +107,7 @@ export class KubeEdgeProtocol implements Module {
 
   /**
    * Runs a twin change and waits for its commit, so the message is acknowledged only once it
-   * is on disk. Returns the batch's commit promise rather than awaiting it, so nothing of the
+   * is on disk; a failed commit is answered 500 and rejects, so it is not acknowledged. Returns the batch's commit promise rather than awaiting it, so nothing of the
    * request outlives the synchronous change.
    */
   private commit(change: () => void, topic: string, resultTopic: string, eventId: string): Promise<void> | undefined {
@@ -118,7 +118,11 @@ export class KubeEdgeProtocol implements Module {
       this.sendError(resultTopic, eventId, code, (error as Error).message, topic);
       return undefined;
     }
-    return this.twins.flushed().catch((error: unknown) => this.sendError(resultTopic, eventId, 500, `Update twin failed: ${(error as Error).message}`, topic));
+    return this.twins.flushed().catch((error: unknown) => {
+      this.sendError(resultTopic, eventId, 500, `Update twin failed: ${(error as Error).message}`, topic);
+      // Not on disk: the message must not be acknowledged.
+      throw error;
+    });
   }
 
   private onTwinUpdate(topic: string, payload: Buffer): Promise<void> | undefined {

@@ -12,7 +12,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceDetail } from '../../src/twin/routes.js';
 import { spawnAgent, tempDir, TEST_PROFILES, type AgentProcess } from '../support/agent.js';
-import { collect } from '../support/mqtt.js';
+import { collect, connectClient } from '../support/mqtt.js';
 import { waitFor } from '../support/wait.js';
 
 const DEVICE = 'default/sensor-01';
@@ -23,15 +23,19 @@ describe.skipIf(!root)('a full disk', () => {
   const filler = join(data, 'filler');
   let agent: AgentProcess;
   let client: MqttClient;
+  /** Another client watches the result topic: the publisher's own connection is dropped. */
+  let observer: MqttClient;
 
   beforeAll(async () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', data]);
     agent = await spawnAgent(['--data', data, '--profiles', TEST_PROFILES]);
     client = await mqtt.connectAsync(agent.mqttUrl, { clientId: 'ack-faults', reconnectPeriod: 200, clean: false });
+    observer = await connectClient(agent.mqttUrl);
   });
 
   afterAll(async () => {
     await client?.endAsync(true);
+    await observer?.endAsync(true);
     agent?.child.kill('SIGTERM');
     await agent?.exited;
     execFileSync('umount', ['-l', data]);
@@ -39,7 +43,7 @@ describe.skipIf(!root)('a full disk', () => {
   });
 
   it('gets no PUBACK and a 500 storage result while nothing can be committed, and its resend is committed once there is room', async () => {
-    const results = await collect(client, `$hw/events/device/${DEVICE}/twin/update/result`);
+    const results = await collect(observer, `$hw/events/device/${DEVICE}/twin/update/result`);
     const disconnects: number[] = [];
     client.on('close', () => disconnects.push(performance.now()));
     // The disk fills up: whatever the agent writes next cannot reach the file.
