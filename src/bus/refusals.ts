@@ -9,7 +9,7 @@ const PER_WINDOW = 20;
 const WINDOW_MS = 10_000;
 
 export class RefusalLog {
-  private windowStart = 0;
+  private windowStart = Number.NEGATIVE_INFINITY;
   private inWindow = 0;
   private leftOut = 0;
 
@@ -20,7 +20,8 @@ export class RefusalLog {
   ) {}
 
   refused(fields: Record<string, unknown>, message: string): void {
-    const now = Date.now();
+    // Monotonic: a wall-clock step back must not silence the log for as long as the step.
+    const now = performance.now();
     if (now - this.windowStart >= this.windowMs) {
       this.windowStart = now;
       this.inWindow = 0;
