@@ -7,7 +7,7 @@
  * workloads module and under the agent as a child process killed with SIGKILL.
  */
 import BetterSqlite3 from 'better-sqlite3';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as v from 'valibot';
@@ -17,13 +17,13 @@ import { TelemetryModule } from '../../src/telemetry/index.js';
 import { workloadsSection } from '../../src/workloads/config.js';
 import { WorkloadsModule, type WorkloadDetail } from '../../src/workloads/index.js';
 import { endLeftovers, recordStarted } from '../../src/workloads/qemu/pidfiles.js';
-import { ROOT, spawnAgent, tempDir } from '../support/agent.js';
+import { spawnAgent, tempDir } from '../support/agent.js';
 import { freePort } from '../support/ports.js';
 import { qemuUnder } from '../support/qemu.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { serveRoutes, type ServedRoutes } from './serve-routes.js';
+import { ensureImages, IMAGES } from '../support/images.js';
 
-const IMAGES = join(ROOT, 'images/build');
 const TICK = /unikernel boot=([0-9a-f]{16}) tick=(\d+)/g;
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const dirs: string[] = [];
@@ -59,7 +59,7 @@ function alive(pid: number): boolean {
 }
 
 beforeAll(() => {
-  if (!existsSync(join(IMAGES, 'unikernel-ticker/manifest.json'))) execFileSync(process.execPath, [join(ROOT, 'scripts/build-images.mjs')], { stdio: 'inherit' });
+  ensureImages();
 }, 300_000);
 
 afterEach(async () => {

@@ -5,8 +5,7 @@
  * QEMU (TCG) runs the shipped unikernel; the telemetry module is the real one over a stand-in
  * WiFi state.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import * as v from 'valibot';
@@ -16,12 +15,12 @@ import { createLogger } from '../../src/log.js';
 import { TelemetryModule } from '../../src/telemetry/index.js';
 import { workloadsSection } from '../../src/workloads/config.js';
 import { WorkloadsModule, type IdentityAnswer, type WorkloadList } from '../../src/workloads/index.js';
-import { ROOT, tempDir } from '../support/agent.js';
+import { tempDir } from '../support/agent.js';
 import { accepts } from '../support/ports.js';
 import { qemuUnder } from '../support/qemu.js';
 import { serveRoutes } from './serve-routes.js';
+import { ensureImages, IMAGES } from '../support/images.js';
 
-const IMAGES = join(ROOT, 'images/build');
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const dirs: string[] = [];
 const closers: Array<() => Promise<void>> = [];
@@ -46,7 +45,7 @@ async function serve(workloads: WorkloadsModule): Promise<(path: string) => Prom
 }
 
 beforeAll(() => {
-  if (!existsSync(join(IMAGES, 'unikernel-ticker/manifest.json'))) execFileSync(process.execPath, [join(ROOT, 'scripts/build-images.mjs')], { stdio: 'inherit' });
+  ensureImages();
 }, 300_000);
 
 afterEach(async () => {

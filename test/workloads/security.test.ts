@@ -12,9 +12,8 @@
  * /cgi-bin/probe); a real agent for the host's API and broker. The hostile peer ("rogue") is this
  * project's own PeerServer, configured as one of meta's peers, serving artifacts that misbehave.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -34,13 +33,13 @@ import { PeerClient, PeerError, PeerServer, type PeerConfig, type PeerRoute } fr
 import { qemuArgs } from '../../src/workloads/qemu/args.js';
 import { QemuRuntime } from '../../src/workloads/qemu/runtime.js';
 import type { ImageManifest } from '../../src/workloads/types.js';
-import { ROOT, startTestAgent, tempDir, type TestAgent } from '../support/agent.js';
+import { startTestAgent, tempDir, type TestAgent } from '../support/agent.js';
 import { freePort } from '../support/ports.js';
 import { qemuUnder } from '../support/qemu.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { serveRoutes, type ServedRoutes } from './serve-routes.js';
+import { ensureImages, IMAGES } from '../support/images.js';
 
-const IMAGES = join(ROOT, 'images/build');
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -140,7 +139,7 @@ describe('workload guests and peers', () => {
   const rogueLog: { asked: string[]; cut: boolean } = { asked: [], cut: false };
 
   beforeAll(async () => {
-    if (!existsSync(join(IMAGES, 'linux-service/manifest.json'))) execFileSync(process.execPath, [join(ROOT, 'scripts/build-images.mjs')], { stdio: 'inherit' });
+    ensureImages('linux-service');
     // The same image, its manifest asking for the LAN: same artifacts, so the same digests.
     const lanImages = newDir('workloads-security-images-');
     cpSync(join(IMAGES, 'linux-service'), join(lanImages, 'linux-service-lan'), { recursive: true });

@@ -6,7 +6,7 @@
  * reported battery and mode, and starts a workload on its first connection (Jitsu).
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ErrorBody } from '../../src/http/router.js';
@@ -14,12 +14,12 @@ import { loadOrCreateIdentity } from '../../src/workloads/identity.js';
 import { PeerClient, PeerError } from '../../src/workloads/peers.js';
 import { identityDir, type MigrationResult, type PolicyState, type WorkloadDetail, type WorkloadList } from '../../src/workloads/index.js';
 import { createLogger } from '../../src/log.js';
-import { CLI, ROOT, spawnAgent, tempDir, type AgentProcess } from '../support/agent.js';
+import { CLI, spawnAgent, tempDir, type AgentProcess } from '../support/agent.js';
 import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { qemuUnder } from '../support/qemu.js';
+import { ensureImages, IMAGES } from '../support/images.js';
 
-const IMAGES = join(ROOT, 'images/build');
 const TICK = /unikernel boot=([0-9a-f]{16}) tick=(\d+)/g;
 
 interface Side {
@@ -78,7 +78,7 @@ describe('workloads between two agents', () => {
   let metaConfig: string;
 
   beforeAll(async () => {
-    if (!existsSync(join(IMAGES, 'unikernel-ticker/manifest.json'))) execFileSync(process.execPath, [join(ROOT, 'scripts/build-images.mjs')], { stdio: 'inherit' });
+    ensureImages();
     edge = await side('edge');
     meta = await side('meta');
     webPort = await freePort();
