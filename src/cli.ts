@@ -37,6 +37,10 @@ Commands:
   workloads migrate NAME PEER     live-migrate a workload to a peer agent
   workloads return NAME           bring a workload back from the peer it went to
   workloads identity              this agent's peer certificate fingerprint (for the peers' config)
+  modbus scan (--tcp HOST:PORT | --rtu DEVICE --baud N) [--units 1-247] [--registers 0-9999]
+        [--timeout MS] [--deadline S]
+                                  which unit ids answer on a Modbus line, their FC43 identification,
+                                  and which holding and input register ranges answer (--json too)
   help                            this text
 
 Client commands take --api URL or --api unix:PATH (default: the configured address), --json,
@@ -59,6 +63,13 @@ const options = {
   token: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  tcp: { type: 'string' },
+  rtu: { type: 'string' },
+  baud: { type: 'string' },
+  units: { type: 'string' },
+  registers: { type: 'string' },
+  timeout: { type: 'string' },
+  deadline: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
@@ -270,6 +281,47 @@ async function workloadsCommand(values: Values, [action = 'list', name, peer]: s
   }
 }
 
+/** `--units 1-247`: an inclusive range within [min, max]; one number is a range of one. */
+function range(flag: string, value: string | undefined, fallback: [number, number], min: number, max: number): [number, number] {
+  if (value === undefined) return fallback;
+  const match = /^(\d+)(?:-(\d+))?$/.exec(value);
+  const [from, to] = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [NaN, NaN];
+  if (!(from >= min && to <= max && from <= to)) throw new UsageError(`--${flag} must be N or N-M within ${min}-${max}, got ${JSON.stringify(value)}`);
+  return [from, to];
+}
+
+async function modbus(values: Values, [action]: string[]): Promise<void> {
+  if (action !== 'scan') throw new UsageError('usage: edge-agent modbus scan (--tcp HOST:PORT | --rtu DEVICE --baud N)');
+  const { scanModbus } = await import('../mappers/modbus/scan.js');
+  const tcp = values.tcp === undefined ? undefined : /^(.+):(\d+)$/.exec(values.tcp);
+  if (values.tcp !== undefined && !tcp) throw new UsageError(`--tcp must be HOST:PORT, got ${JSON.stringify(values.tcp)}`);
+  if (!tcp === (values.rtu === undefined)) throw new UsageError('give either --tcp HOST:PORT or --rtu DEVICE');
+  const transport = tcp
+    ? { kind: 'tcp' as const, host: tcp[1]!, port: Number(tcp[2]) }
+    : { kind: 'rtu' as const, path: values.rtu!, baudRate: integer('baud', values.baud) ?? 9600, dataBits: 8 as const, parity: 'none' as const, stopBits: 1 as const };
+  // Progress only where a person watches; piped output stays the result alone.
+  const progress = process.stderr.isTTY ? (message: string) => process.stderr.write(`\r\x1b[K${message}`) : undefined;
+  const result = await scanModbus({
+    transport,
+    units: range('units', values.units, [1, 247], 0, 247),
+    registers: range('registers', values.registers, [0, 9999], 0, 65535),
+    timeoutMs: integer('timeout', values.timeout) ?? 300,
+    deadlineMs: (integer('deadline', values.deadline) ?? 300) * 1000,
+    progress,
+  });
+  if (progress) process.stderr.write('\r\x1b[K');
+  if (values.json) return console.log(JSON.stringify(result, null, 2));
+  const ranges = (r: Array<[number, number]>) => (r.length ? r.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ') : 'none');
+  for (const unit of result.units) {
+    const id = Object.entries(unit.identification ?? {}).map(([k, v]) => `${k}=${v}`);
+    console.log(`unit ${unit.unit}${id.length ? `: ${id.join(', ')}` : ''}`);
+    console.log(`  holding registers: ${ranges(unit.holdingRegisters)}`);
+    console.log(`  input registers:   ${ranges(unit.inputRegisters)}`);
+  }
+  if (result.units.length === 0) console.log('no unit answered');
+  if (!result.complete) console.log('deadline reached: the scan is incomplete (--deadline S, --units, --registers)');
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   const [command, ...rest] = positionals;
@@ -299,6 +351,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'workloads':
       await workloadsCommand(values, rest);
+      return 0;
+    case 'modbus':
+      await modbus(values, rest);
       return 0;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);

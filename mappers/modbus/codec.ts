@@ -1,6 +1,6 @@
 /** Register words ⇄ values, with KubeEdge's isSwap (bytes in a word) and isRegisterSwap (word order). */
 import type { PropertyValue } from '../../src/mapperhost/contract.js';
-import type { Visitor } from './types.js';
+import { holdsBits, type Visitor } from './types.js';
 
 function toBuffer(words: number[], visitor: Visitor): Buffer {
   const ordered = visitor.isRegisterSwap ? [...words].reverse() : words;
@@ -16,7 +16,8 @@ function toWords(buffer: Buffer, visitor: Visitor): number[] {
   return visitor.isRegisterSwap ? words.reverse() : words;
 }
 
-type NumericType = Exclude<Visitor['dataType'], 'boolean' | 'string'>;
+type WideType = 'int64' | 'uint64';
+type NumericType = Exclude<Visitor['dataType'], 'boolean' | 'string' | WideType>;
 
 /** Per numeric type: its size, how it is read and written big-endian, and the integer range a write must fit. */
 const NUMERIC: Record<NumericType, { bytes: number; read(b: Buffer): number; write(b: Buffer, n: number): void; range?: [number, number] }> = {
@@ -28,18 +29,36 @@ const NUMERIC: Record<NumericType, { bytes: number; read(b: Buffer): number; wri
   float64: { bytes: 8, read: (b) => b.readDoubleBE(0), write: (b, n) => b.writeDoubleBE(n) },
 };
 
+/** 64-bit integers go through BigInt: past 2^53 a JS number would lose the low digits of a counter. */
+const WIDE: Record<WideType, { read(b: Buffer): bigint; write(b: Buffer, n: bigint): void; range: [bigint, bigint] }> = {
+  int64: { read: (b) => b.readBigInt64BE(0), write: (b, n) => b.writeBigInt64BE(n), range: [-(2n ** 63n), 2n ** 63n - 1n] },
+  uint64: { read: (b) => b.readBigUInt64BE(0), write: (b, n) => b.writeBigUInt64BE(n), range: [0n, 2n ** 64n - 1n] },
+};
+
+const isWide = (type: Visitor['dataType']): type is WideType => type in WIDE;
+
 /** Registers a value of the type spans. */
 export function registerCount(type: Visitor['dataType'], stringLimit: number): number {
   if (type === 'boolean') return 1;
   if (type === 'string') return stringLimit;
+  if (isWide(type)) return 4;
   return NUMERIC[type].bytes / 2;
 }
 
 /** Decodes the words (or the bit) a visitor points at; numbers are scaled. */
 export function decode(visitor: Visitor, words: number[] | boolean[]): PropertyValue {
-  if (visitor.dataType === 'boolean') return typeof words[0] === 'boolean' ? words[0] : words[0] !== 0;
+  const first = words[0];
+  // A bit read with a numeric type is 0 or 1, as KubeEdge's mappers read an `int` coil.
+  if (typeof first === 'boolean') return visitor.dataType === 'boolean' ? first : Number(first);
+  if (visitor.dataType === 'boolean') return first !== 0;
   const buffer = toBuffer(words as number[], visitor);
   if (visitor.dataType === 'string') return buffer.toString('latin1').replace(/\0+$/, '');
+  if (isWide(visitor.dataType)) {
+    const big = WIDE[visitor.dataType].read(buffer);
+    // Unscaled and past 2^53: the exact digits, as text (the twin holds text anyway).
+    if (visitor.scale === 1) return Number.isSafeInteger(Number(big)) ? Number(big) : big.toString();
+    return Number(big) * visitor.scale;
+  }
   return NUMERIC[visitor.dataType].read(buffer) * visitor.scale;
 }
 
@@ -47,7 +66,7 @@ export class ModbusValueError extends Error {}
 
 /** Encodes a value for writing: unscaled, range-checked, in the visitor's byte and word order. */
 export function encode(visitor: Visitor, value: PropertyValue): number[] | boolean {
-  if (visitor.dataType === 'boolean') {
+  if (visitor.dataType === 'boolean' || holdsBits(visitor.register)) {
     if (typeof value === 'boolean') return value;
     if (typeof value === 'number') return value !== 0;
     return ['true', '1', 'on'].includes(value.toLowerCase());
@@ -62,6 +81,7 @@ export function encode(visitor: Visitor, value: PropertyValue): number[] | boole
   if ((visitor.min !== undefined && n < visitor.min) || (visitor.max !== undefined && n > visitor.max)) {
     throw new ModbusValueError(`${n} is outside [${visitor.min ?? '-∞'}, ${visitor.max ?? '∞'}]`);
   }
+  if (isWide(visitor.dataType)) return toWords(encodeWide(visitor, visitor.dataType, value, n), visitor);
   const codec = NUMERIC[visitor.dataType];
   const unscaled = n / visitor.scale;
   const written = codec.range ? Math.round(unscaled) : unscaled;
@@ -71,4 +91,15 @@ export function encode(visitor: Visitor, value: PropertyValue): number[] | boole
   const buffer = Buffer.alloc(codec.bytes);
   codec.write(buffer, written);
   return toWords(buffer, visitor);
+}
+
+function encodeWide(visitor: Visitor, type: WideType, value: PropertyValue, n: number): Buffer {
+  const text = String(value).trim();
+  // An unscaled integer is taken digit for digit: Number() would round it past 2^53.
+  const written = visitor.scale === 1 && /^-?\d+$/.test(text) ? BigInt(text) : BigInt(Math.round(n / visitor.scale));
+  const [low, high] = WIDE[type].range;
+  if (written < low || written > high) throw new ModbusValueError(`${text} does not fit ${type} at scale ${visitor.scale}`);
+  const buffer = Buffer.alloc(8);
+  WIDE[type].write(buffer, written);
+  return buffer;
 }

@@ -1,9 +1,11 @@
 /**
  * One Modbus line (a TCP endpoint or a serial port), shared by the slaves on it. Requests go
  * one at a time: RTU is half-duplex, and a modbus-serial client matches one outstanding request.
- * A lost connection is reopened with backoff on the next request.
+ * A lost connection is reopened with backoff on the next request. Slaves that need quiet time
+ * between frames get it before every request on their line.
  */
 import type { ModbusRTU as Client } from 'modbus-serial/ModbusRTU.js';
+import { RegisterGaps } from './gaps.js';
 import { transportKey, type Transport } from './types.js';
 
 /** Loaded on first use, with the native serial port binding it brings: most gateways have no Modbus device. */
@@ -28,22 +30,32 @@ const EXCEPTIONS: Record<number, string> = {
   11: 'gateway target device failed to respond',
 };
 
-export class ModbusError extends Error {}
+export class ModbusError extends Error {
+  /** The Modbus exception code, when the slave answered with one. */
+  constructor(message: string, readonly exception?: number) {
+    super(message);
+  }
+}
 
 function describe(error: unknown, slaveId: number): ModbusError {
   const e = error as { modbusCode?: number; errno?: string; code?: string; message?: string };
-  if (e.modbusCode !== undefined) return new ModbusError(`slave ${slaveId} answered exception ${e.modbusCode} (${EXCEPTIONS[e.modbusCode] ?? 'unknown'})`);
+  if (e.modbusCode !== undefined) return new ModbusError(`slave ${slaveId} answered exception ${e.modbusCode} (${EXCEPTIONS[e.modbusCode] ?? 'unknown'})`, e.modbusCode);
   if (e.errno === 'ETIMEDOUT') return new ModbusError(`slave ${slaveId} did not answer in time`);
   return new ModbusError(`slave ${slaveId}: ${e.message ?? String(error)}`);
 }
 
 export class ModbusLine {
   readonly key: string;
+  /** What each slave on the line lacks, learned from exception answers, for every device of that slave. */
+  readonly gaps = new RegisterGaps();
   private client?: Client;
   private queue: Promise<unknown> = Promise.resolve();
   private backoffMs = MIN_BACKOFF_MS;
   /** Monotonic (performance.now()), so a wall-clock step cannot hold a reconnect back for as long as it stepped. */
   private retryAt = 0;
+  /** The longest quiet time a slave on the line asked for: after any frame on the bus, the slow slave must see the gap. */
+  private delayMs = 0;
+  private lastFrameAt = -Infinity;
 
   constructor(private readonly transport: Transport) {
     this.key = transportKey(transport);
@@ -56,6 +68,11 @@ export class ModbusLine {
     return result;
   }
 
+  /** Keeps at least `delayMs` between the end of one exchange on the line and the next request. */
+  slowDown(delayMs: number): void {
+    this.delayMs = Math.max(this.delayMs, delayMs);
+  }
+
   close(): void {
     this.client?.close(() => undefined);
     this.client = undefined;
@@ -65,6 +82,8 @@ export class ModbusLine {
     const client = await this.open();
     client.setID(slaveId);
     client.setTimeout(timeoutMs);
+    const quiet = this.lastFrameAt + this.delayMs - performance.now();
+    if (quiet > 0) await new Promise((resolve) => setTimeout(resolve, quiet));
     try {
       return await send(client);
     } catch (error) {
@@ -72,6 +91,8 @@ export class ModbusLine {
       if (CONNECTION_ERRORS.has(e.errno ?? e.code ?? '') || !client.isOpen) this.close();
       else if (e.errno === 'ETIMEDOUT' && retries > 0) return this.execute(slaveId, timeoutMs, send, retries - 1);
       throw describe(error, slaveId);
+    } finally {
+      this.lastFrameAt = performance.now();
     }
   }
 
@@ -82,6 +103,8 @@ export class ModbusLine {
     const client = await createClient();
     try {
       if (this.transport.kind === 'tcp') await client.connectTCP(this.transport.host, { port: this.transport.port });
+      // modbus-serial's "Telnet" port is raw RTU frames (slave id, CRC) on a socket; its "TcpRTUBuffered" still sends MBAP headers.
+      else if (this.transport.kind === 'rtu-over-tcp') await client.connectTelnet(this.transport.host, { port: this.transport.port });
       else {
         const { path, baudRate, dataBits, parity, stopBits } = this.transport;
         await client.connectRTUBuffered(path, { baudRate, dataBits, parity, stopBits });

@@ -1,6 +1,7 @@
 /**
  * Poll planning: the registers of one slave that lie close together are read in one request.
- * Reading a few unused registers in a gap costs less than another request round trip.
+ * Reading a few unused registers in a gap costs less than another request round trip, unless
+ * the gap holds an address the slave answers with an exception (`avoid`): then it is not bridged.
  */
 import type { RegisterType, Visitor } from './types.js';
 
@@ -16,7 +17,10 @@ export interface ReadBlock<T> {
   members: Array<{ item: T; visitor: Visitor }>;
 }
 
-export function planReads<T>(items: Array<{ item: T; visitor: Visitor }>): Array<ReadBlock<T>> {
+export function planReads<T>(
+  items: Array<{ item: T; visitor: Visitor }>,
+  avoid: (register: RegisterType, start: number, length: number) => boolean = () => false,
+): Array<ReadBlock<T>> {
   const blocks: Array<ReadBlock<T>> = [];
   const byRegister = new Map<RegisterType, Array<{ item: T; visitor: Visitor }>>();
   for (const entry of items) {
@@ -29,12 +33,14 @@ export function planReads<T>(items: Array<{ item: T; visitor: Visitor }>): Array
     let current: ReadBlock<T> | undefined;
     for (const entry of entries) {
       const end = entry.visitor.offset + entry.visitor.limit;
+      const length = current ? Math.max(end, current.start + current.length) - current.start : 0;
       const fits =
         current &&
         entry.visitor.offset - (current.start + current.length) <= MAX_GAP[register] &&
-        Math.max(end, current.start + current.length) - current.start <= MAX_SPAN[register];
+        length <= MAX_SPAN[register] &&
+        !avoid(register, current.start, length);
       if (current && fits) {
-        current.length = Math.max(end, current.start + current.length) - current.start;
+        current.length = length;
         current.members.push(entry);
       } else {
         current = { register, start: entry.visitor.offset, length: entry.visitor.limit, members: [entry] };

@@ -49,4 +49,6 @@ export interface Mapper {
   validate(device: Device, model: DeviceModel): string[];
   /** Opens the device; what it throws is the device's reason: offline for DeviceUnreachableError, else unhealthy. */
   connect(device: Device, model: DeviceModel, context: MapperContext): Promise<DeviceConnection>;
+  /** Why `value` cannot be written to the property, when the manifest alone tells (a read-only register, out of range): the API refuses it at once. */
+  checkWrite?(device: Device, model: DeviceModel, property: string, value: PropertyValue): string | undefined;
 }

@@ -53,6 +53,7 @@ export class MapperHost implements Module {
         if (change.delta) void this.runners.get(change.deviceId)?.applyDesired();
       }),
       catalog.onChanged(({ devices, models }) => this.apply(devices, models)),
+      this.twins.onDesire((deviceId, property, value) => this.runners.get(deviceId)?.checkDesired(property, value)),
     ];
     for (const device of catalog.managed()) this.serve(device, catalog.current.models);
     this.log.info({ devices: this.runners.size, protocols: [...this.byProtocol.keys()] }, 'mapper host started');

@@ -39,6 +39,8 @@ export class DeviceRunner {
   private readonly properties = new Map<string, Scheduled>();
   /** Expected values already written, by property, as `value@timestamp`. */
   private readonly written = new Map<string, string>();
+  /** The device's answer to the last desired value it refused, shown as its state reason until a write succeeds. */
+  private writeError?: string;
   private failures = 0;
   private reconnectMs = 1000;
   private stopped = false;
@@ -87,6 +89,19 @@ export class DeviceRunner {
     await this.connection?.close().catch(() => undefined);
   }
 
+  /** Why a desired value cannot be written, as far as the mapper tells without the device; undefined when it may be. */
+  checkDesired(name: string, value: string): string | undefined {
+    const property = this.properties.get(name);
+    if (!property || !this.mapper.checkWrite) return undefined;
+    let converted: PropertyValue;
+    try {
+      converted = fromTwinValue(value, property.model.type);
+    } catch {
+      return undefined; // not of the property's type: the twin refuses it with 400
+    }
+    return this.mapper.checkWrite(this.device, this.model, name, converted);
+  }
+
   /** Writes desired values that differ from the reported ones, once per desired value. */
   async applyDesired(): Promise<void> {
     const record = this.twins.get(this.device.id);
@@ -104,9 +119,14 @@ export class DeviceRunner {
       try {
         await withTimeout(this.connection.write(property, fromTwinValue(twin.expected.value, property.model.type)), READ_TIMEOUT_MS, timedOut('write', READ_TIMEOUT_MS));
         this.log.info({ device: this.device.id, property: name, value: twin.expected.value }, 'desired value written');
+        this.writeError = undefined;
+        this.twins.setWriteError(this.device.id, name, undefined);
         if (property.model.accessMode !== 'WriteOnly') await this.collect([property], true);
       } catch (error) {
         this.log.warn({ device: this.device.id, property: name, err: (error as Error).message }, 'write failed');
+        this.writeError = `write of ${name} failed: ${(error as Error).message}`;
+        this.twins.setWriteError(this.device.id, name, (error as Error).message);
+        this.setState(record.state); // the record is the twin's own: its state is the current one
       }
     }
   }
@@ -259,7 +279,8 @@ export class DeviceRunner {
     return values;
   }
 
-  private setState(state: string, reason?: string): void {
+  /** `reason` is why the device is in `state`; without one, the last refused write is. */
+  private setState(state: string, reason = this.writeError): void {
     const record = this.twins.get(this.device.id);
     if (!record || this.stopped) return;
     if (state === 'online') this.reconnectMs = 1000;

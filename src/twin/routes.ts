@@ -17,8 +17,8 @@ export type DeviceSummary = ReturnType<typeof deviceSummary>;
 /** A device as `GET /api/v1/devices/{ns}/{name}` shows it: its twin with versions, and the delta. */
 export type DeviceDetail = ReturnType<typeof deviceDetail>;
 
-/** `GET /api/v1/devices/{ns}/{name}/twin`. */
-export type TwinView = Record<string, MsgTwin>;
+/** `GET /api/v1/devices/{ns}/{name}/twin`: KubeEdge's twin, its metadata with the last write the device refused. */
+export type TwinView = Record<string, MsgTwin & { metadata?: { writeError?: string } }>;
 
 function deviceSummary(device: DeviceRecord) {
   return {
@@ -36,7 +36,11 @@ function deviceSummary(device: DeviceRecord) {
 
 function deviceDetail(twins: Twins, device: DeviceRecord) {
   const twin: TwinView = {};
-  for (const [key, property] of device.twin) if (property.type !== 'deleted') twin[key] = toMsgTwin(property, true);
+  for (const [key, property] of device.twin) {
+    if (property.type === 'deleted') continue;
+    const msg = toMsgTwin(property, true);
+    twin[key] = property.writeError ? { ...msg, metadata: { ...msg.metadata, writeError: property.writeError } } : msg;
+  }
   return { ...deviceSummary(device), attributes: device.attributes, twin, delta: twins.delta(device.id)?.delta ?? {} };
 }
 

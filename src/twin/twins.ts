@@ -5,6 +5,7 @@
  * request is all or nothing. Changes are persisted first and announced after they are committed.
  */
 import { EventEmitter } from 'node:events';
+import { AgentError } from '../errors.js';
 import type { Remove } from '../module.js';
 import { boundedDocument, isExpiredTombstone, tombstonesToMakeRoom, type TwinLimits } from './bounds.js';
 import type { HistoryEntry, TwinStore } from './store.js';
@@ -13,6 +14,9 @@ import { DELETED, DEVICE_STATES, TwinError, toMsgTwin } from './types.js';
 import { checkTwinKey, checkTwinValue, checkValueType, TWIN_TYPES } from './validate.js';
 
 export type Origin = 'mqtt' | 'api' | 'mapper' | 'manifest' | 'cloud';
+
+/** Why a desired value for a device's property cannot be written, or undefined when it may be. */
+export type DesireCheck = (deviceId: string, property: string, value: string) => string | undefined;
 
 export interface TwinDoc {
   last: MsgTwin | null;
@@ -157,6 +161,7 @@ export class Twins {
   private readonly nextSweep = new Map<string, number>();
   private readonly events = new EventEmitter<TwinEvents>();
   private readonly stagers = new Set<(event: PendingEvent) => void>();
+  private readonly desireChecks = new Set<DesireCheck>();
   /** Events of changes not yet committed, in order. */
   private readonly pending: PendingEvent[] = [];
 
@@ -320,8 +325,21 @@ export class Twins {
     return this.update(deviceId, Object.fromEntries(Object.entries(values).map(([k, value]) => [k, { actual: { value } }])), origin);
   }
 
-  /** Desired values set locally: `twin/update` with expected values only. */
+  /**
+   * Desired values set locally: `twin/update` with expected values only. Those from the API are
+   * checked first (`onDesire`): a value the device's mapper already knows it cannot write is
+   * refused with 422 and the reason (an API answer, not an EdgeCore Result code), nothing changed;
+   * the cloud's and manifests' are kept as given.
+   */
   desire(deviceId: string, values: Record<string, string>, origin: Origin = 'api'): TwinChange {
+    if (origin === 'api') {
+      for (const [key, value] of Object.entries(values)) {
+        for (const check of this.desireChecks) {
+          const reason = check(deviceId, key, value);
+          if (reason !== undefined) throw new AgentError(422, `${key}: ${reason}`);
+        }
+      }
+    }
     return this.update(deviceId, Object.fromEntries(Object.entries(values).map(([k, value]) => [k, { expected: { value } }])), origin);
   }
 
@@ -361,10 +379,22 @@ export class Twins {
     if (device) device.stateReason = reason;
   }
 
+  /** The device's answer to the last write of the property's desired value (undefined: it was written); kept in memory only, not a change. */
+  setWriteError(deviceId: string, key: string, error: string | undefined): void {
+    const property = this.devices.get(deviceId)?.twin.get(key);
+    if (property) property.writeError = error;
+  }
+
   /** Committed twin changes, in commit order. */
   onChange(listener: (change: TwinChange) => void): Remove {
     this.events.on('changed', listener);
     return () => this.events.off('changed', listener);
+  }
+
+  /** Checks desired values from the API before they change anything: the reason a value cannot be written, or undefined. */
+  onDesire(check: DesireCheck): Remove {
+    this.desireChecks.add(check);
+    return () => this.desireChecks.delete(check);
   }
 
   /** Committed device state changes. */

@@ -36,6 +36,8 @@ export interface TwinProperty {
   inModel: boolean;
   /** When a `deleted` twin was deleted (wall clock, ms): a tombstone not in the model is purged `twin.tombstoneTtlMs` after it. */
   deletedAt?: number;
+  /** What the device answered to the last write of a desired value it refused, until a write succeeds; kept in memory only. */
+  writeError?: string;
 }
 
 export interface DeviceAttribute {

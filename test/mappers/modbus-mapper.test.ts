@@ -268,7 +268,7 @@ describe('modbus mapper over TCP (pymodbus server, mbpoll cross-checks)', () => 
   it('loads the manifests, reports the bad visitors of modbus-bad-01 only, and serves every device with the modbus mapper', () => {
     expect(agent.agent.catalog.current.errors.map((e) => `${e.path}: ${e.reason}`)).toEqual([
       'spec.properties.0.visitors.configData.offset: expected <=65535, received 70000',
-      'spec.properties.1.visitors.configData.dataType: must be int16, uint16, int32, uint32, float32, float64, boolean or string',
+      'spec.properties.1.visitors.configData.dataType: must be int, float, double, int16, uint16, int32, uint32, int64, uint64, float32, float64, boolean or string',
     ]);
     expect([...agent.agent.catalog.current.devices.keys()]).toEqual(
       expect.arrayContaining(['default/modbus-reads-01', 'default/modbus-writes-01', 'default/modbus-alpha-01', 'default/modbus-bad-01', 'default/modbus-partial-01']),
@@ -365,7 +365,7 @@ describe('modbus mapper over TCP (pymodbus server, mbpoll cross-checks)', () => 
     const errors = modbusMapper.validate(bad, models.get(bad.modelId)!);
     expect(errors).toEqual([
       'spec.properties.0.visitors.configData.offset: expected <=65535, received 70000',
-      'spec.properties.1.visitors.configData.dataType: must be int16, uint16, int32, uint32, float32, float64, boolean or string',
+      'spec.properties.1.visitors.configData.dataType: must be int, float, double, int16, uint16, int32, uint32, int64, uint64, float32, float64, boolean or string',
     ]);
     await waitState(agent, 'default/modbus-bad-01', ['unhealthy']);
     expect((await detail(agent, 'default/modbus-bad-01')).reason).toBe(errors.join('; '));

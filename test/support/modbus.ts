@@ -1,6 +1,7 @@
 /**
  * Real Modbus peers for tests: a pymodbus 3.0 server (`test/fixtures/modbus/server.py`, run with
- * Debian's /usr/bin/python3) as the device, over TCP or RTU on a socat pty pair, and mbpoll as
+ * Debian's /usr/bin/python3) as the device, over TCP, RTU on a socat pty pair or RTU frames over
+ * TCP (a pass-through serial gateway), and mbpoll as
  * an independent master to cross-check what the agent reads and writes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -28,6 +29,10 @@ export interface ModbusSlaveInit {
   ir?: ModbusTableInit;
   /** Requests touching these half-open ranges [start, end) answer with exception 2 (illegal data address). */
   illegal?: Partial<Record<ModbusTable, Array<[number, number]>>>;
+  /** Requests touching these half-open ranges [start, end) answer with this exception code (2, 3 or 4). */
+  refuse?: Partial<Record<ModbusTable, Array<[number, number, 2 | 3 | 4]>>>;
+  /** A request sooner than this after the slave's previous one answers exception 6 (busy): a slow RS-485 slave. */
+  minGapMs?: number;
   /** The slave never answers (the master times out). */
   silent?: boolean;
 }
@@ -37,6 +42,8 @@ export interface ModbusServerOptions {
   slaves: Record<number, ModbusSlaveInit>;
   /** Registers per table, 200 by default. */
   size?: number;
+  /** What FC43 (read device identification, basic objects) answers, for every slave. */
+  identity?: { VendorName?: string; ProductCode?: string; MajorMinorRevision?: string };
 }
 
 export interface ModbusServer {
@@ -44,6 +51,8 @@ export interface ModbusServer {
   set(slave: number, table: ModbusTable, address: number, values: Array<number | boolean>): Promise<void>;
   /** Reads the server's own store, bypassing Modbus. */
   get(slave: number, table: ModbusTable, address: number, count?: number): Promise<number[]>;
+  /** Every request the slave has seen: when (monotonic ms), function code, address, count. */
+  frames(slave: number): Promise<Array<{ ms: number; fc: number; address: number; count: number }>>;
   /** What the server printed on stderr (pymodbus logs errors there). */
   log(): string;
   stop(): Promise<void>;
@@ -76,7 +85,7 @@ async function kill(child: ChildProcess): Promise<void> {
 
 /** Spawns server.py and resolves once it prints `READY <where>`. */
 async function startServer(args: string[], options: ModbusServerOptions, timeoutMs = 15_000): Promise<ModbusServer & { where: string }> {
-  const config = JSON.stringify({ size: options.size, slaves: options.slaves });
+  const config = JSON.stringify({ size: options.size, slaves: options.slaves, identity: options.identity });
   const child = spawn(PYTHON, ['-u', MODBUS_SERVER, ...args, config], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -133,6 +142,11 @@ async function startServer(args: string[], options: ModbusServerOptions, timeout
       const line = await command({ op: 'get', slave, table, address, count });
       return JSON.parse(line.slice('VALUES '.length)) as number[];
     },
+    async frames(slave) {
+      const line = await command({ op: 'frames', slave });
+      const frames = JSON.parse(line.slice('FRAMES '.length)) as Array<[number, number, number, number]>;
+      return frames.map(([ms, fc, address, count]) => ({ ms, fc, address, count }));
+    },
     log: () => stderr,
     stop: () => kill(child),
   };
@@ -144,6 +158,12 @@ async function startServer(args: string[], options: ModbusServerOptions, timeout
  */
 export async function startModbusTcp(options: ModbusServerOptions & { port?: number }): Promise<ModbusTcpServer> {
   const server = await startServer(['tcp', '--host', '127.0.0.1', '--port', String(options.port ?? 0)], options);
+  return { ...server, port: Number(server.where) };
+}
+
+/** RTU frames (slave id and CRC, no MBAP header) over TCP on 127.0.0.1: a serial gateway that passes the bytes through. */
+export async function startModbusRtuOverTcp(options: ModbusServerOptions): Promise<ModbusTcpServer> {
+  const server = await startServer(['rtutcp', '--host', '127.0.0.1', '--port', '0'], options);
   return { ...server, port: Number(server.where) };
 }
 
