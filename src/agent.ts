@@ -20,7 +20,7 @@ import { MapperHost } from './mapperhost/host.js';
 import { validateVisitors } from './mapperhost/validate.js';
 import type { Module } from './module.js';
 import { twinDatabase } from './paths.js';
-import { makeDataDirPrivate, makeRunDirPrivate } from './private-dirs.js';
+import { makeDirPrivate, makeRunDirPrivate } from './private-dirs.js';
 import { TelemetryModule } from './telemetry/index.js';
 import { twinRoutes } from './twin/routes.js';
 import { watchFailingWrites } from './twin/failing-writes.js';
@@ -48,7 +48,7 @@ export interface Agent {
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const started = performance.now();
   // Private whether or not the process umask is (cli.ts sets 077; an agent started in-process keeps its host's).
-  makeDataDirPrivate(config.dataDir);
+  makeDirPrivate(config.dataDir);
   makeRunDirPrivate(config.runDir);
   const db = new Database(twinDatabase(config.dataDir), { synchronous: config.twin.synchronous, log });
   const twins = new Twins(new TwinStore(db, config.twin.historySize), (error) => log.error({ err: error }, 'twin listener failed'), config.twin);

@@ -8,8 +8,8 @@ import { ConfigError } from './errors.js';
 
 const GROUP_OR_OTHER = 0o077;
 
-/** Creates the data dir 0700, or narrows an existing one to 0700 (earlier versions left it 0755). */
-export function makeDataDirPrivate(dir: string): void {
+/** Creates a directory of the agent's own 0700, or narrows an existing one to 0700 (earlier versions left the data dir 0755). */
+export function makeDirPrivate(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if ((statSync(dir).mode & GROUP_OR_OTHER) !== 0) chmodSync(dir, 0o700);
 }

@@ -35,5 +35,8 @@ export function parseOrThrow<S extends v.GenericSchema>(schema: S, input: unknow
   throw new ConfigError(`${where}: ${parsed.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
 }
 
+/** A count or a duration that must be at least 1. */
+export const positiveInteger = v.pipe(v.number(), v.integer(), v.minValue(1));
+
 /** A TCP port to listen on; 0 picks a free one. */
 export const portNumber = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));

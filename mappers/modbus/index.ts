@@ -10,7 +10,7 @@ import type { Lease } from '../../src/mapperhost/transports.js';
 import { describeIssues, valueOrThrow, type DeviceConfig } from '../../src/mapperhost/device-config.js';
 import { decode, encode, ModbusValueError } from './codec.js';
 import { parseModbus } from './config.js';
-import { ModbusError, ModbusLine } from './line.js';
+import { isException, ModbusError, ModbusLine } from './line.js';
 import { GAP_EXCEPTIONS } from './gaps.js';
 import { planReads, type ReadBlock } from './plan.js';
 import { transportKey, type ModbusDevice, type RegisterType, type Visitor } from './types.js';
@@ -20,7 +20,7 @@ const readOnly = (visitor: Visitor, property: string): string | undefined =>
   visitor.register === 'InputRegister' || visitor.register === 'DiscreteInputRegister' ? `${property} is a ${visitor.register}, which Modbus cannot write` : undefined;
 
 /** An exception answer that says the slave lacks an address, not that it is busy or gone. */
-const isGap = (error: unknown): boolean => error instanceof ModbusError && error.exception !== undefined && GAP_EXCEPTIONS.has(error.exception);
+const isGap = (error: unknown): boolean => isException(error) && GAP_EXCEPTIONS.has(error.exception);
 
 class ModbusDeviceConnection implements DeviceConnection {
   constructor(

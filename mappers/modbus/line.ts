@@ -37,6 +37,11 @@ export class ModbusError extends Error {
   }
 }
 
+/** The slave answered with a Modbus exception (it is there, and said no), not a timeout or a broken line. */
+export function isException(error: unknown): error is ModbusError & { exception: number } {
+  return error instanceof ModbusError && error.exception !== undefined;
+}
+
 function describe(error: unknown, slaveId: number): ModbusError {
   const e = error as { modbusCode?: number; errno?: string; code?: string; message?: string };
   if (e.modbusCode !== undefined) return new ModbusError(`slave ${slaveId} answered exception ${e.modbusCode} (${EXCEPTIONS[e.modbusCode] ?? 'unknown'})`, e.modbusCode);

@@ -6,7 +6,7 @@
  * registers. Bounded by a total deadline: what was found by then is reported, marked incomplete.
  */
 import type { ModbusRTU as Client } from 'modbus-serial/ModbusRTU.js';
-import { ModbusError, ModbusLine } from './line.js';
+import { isException, ModbusLine } from './line.js';
 import type { Transport } from './types.js';
 
 /** Registers per probe: the most one read may ask for (Modbus application protocol 6.3). */
@@ -45,7 +45,6 @@ export interface ScanResult {
 
 class DeadlineReached extends Error {}
 
-const isException = (error: unknown): boolean => error instanceof ModbusError && error.exception !== undefined;
 
 export async function scanModbus(options: ScanOptions): Promise<ScanResult> {
   const line = new ModbusLine(options.transport);

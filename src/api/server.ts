@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { AgentError } from '../errors.js';
 import { Router, sendError, type Route } from '../http/router.js';
+import { listening } from '../listen.js';
 import type { Logger } from '../log.js';
 import { MODULE, type Module } from '../module.js';
 import { ApiGuard } from './auth.js';
@@ -98,12 +99,6 @@ export class ApiServer implements Module {
     const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_MS }, handle);
     server.maxConnections = MAX_CONNECTIONS;
     this.servers.push(server);
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      bind(server, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    return listening(server, (done) => bind(server, done));
   }
 }

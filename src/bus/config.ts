@@ -3,10 +3,9 @@
  * limits on what a client can make it hold), or an external broker instead.
  */
 import * as v from 'valibot';
+import { portNumber as port, positiveInteger as positive } from '../schema.js';
 import { parsePasswordHash } from './passwords.js';
 
-const port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535));
-const positive = v.pipe(v.number(), v.integer(), v.minValue(1));
 const path = v.pipe(v.string(), v.minLength(1));
 
 /** `a/+/c`, `a/#`: `+` a whole level, `#` only as the whole last level [MQTT-4.7.1]. */

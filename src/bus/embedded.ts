@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:net';
 import type { Logger } from '../log.js';
 import { MODULE } from '../module.js';
-import { Authenticator } from './auth.js';
+import { Authenticator, CONNACK } from './auth.js';
 import { handlerFailed, HandlerTable, type Bus, type MessageHandler } from './bus.js';
 import { AGENT_USERNAME, type MqttConfig } from './config.js';
 import { closeListeners, openListeners, warnExposure } from './listeners.js';
@@ -101,7 +101,7 @@ export class EmbeddedBus implements Bus {
         policy.login(client, username, password).then((refusal) => {
           if (!refusal) return callback(null, true);
           callback(Object.assign(new Error(refusal.reason), { returnCode: refusal.returnCode as 2 | 3 | 4 | 5 }), false);
-        }, (error: unknown) => callback(Object.assign(error as Error, { returnCode: 3 as const }), false));
+        }, (error: unknown) => callback(Object.assign(error as Error, { returnCode: CONNACK.serverUnavailable }), false));
       },
       // A refused publish closes the connection: MQTT 3.1.1 has no negative PUBACK [MQTT-3.3.5-2].
       authorizePublish: (client, packet, callback) => {

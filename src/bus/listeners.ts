@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { ConfigError } from '../errors.js';
+import { listening } from '../listen.js';
 import type { Logger } from '../log.js';
 import { isLoopback, type Peer } from './auth.js';
 import type { MqttConfig, MqttTlsConfig } from './config.js';
@@ -21,15 +22,10 @@ function readSetting(path: string, setting: string): Buffer {
   }
 }
 
-function listen(server: Server, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const address = server.address();
-      resolve(typeof address === 'object' && address ? address.port : port);
-    });
-  });
+async function listen(server: Server, port: number, host: string): Promise<number> {
+  await listening(server, (done) => server.listen(port, host, done));
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : port;
 }
 
 /** The CN of the client certificate, when the handshake verified it against `ca`. */

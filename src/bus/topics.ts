@@ -38,8 +38,6 @@ export const topics = {
   membershipUpdated: onNode(NODE_ANSWER.membershipUpdated),
 };
 
-/** A device's request topics (`id` may be a filter such as `{ns}/+`). */
-export const deviceRequestTopics = (id: string) => Object.values(REQUEST).map((action) => onDevice(action)(id));
 /** A device's answer topics (`id` may be a filter such as `{ns}/+`). */
 export const deviceAnswerTopics = (id: string) => Object.values(ANSWER).map((action) => onDevice(action)(id));
 

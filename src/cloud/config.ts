@@ -1,9 +1,9 @@
 /** The `cloud` section: where CloudCore is and how the link behaves. */
 import * as v from 'valibot';
+import { positiveInteger as positiveMs } from '../schema.js';
 import { DEFAULT_PROJECT_ID } from './message.js';
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535));
-const positiveMs = v.pipe(v.number(), v.integer(), v.minValue(1));
 
 const queueSection = v.strictObject({
   /** Keep only the latest unsent value per twin property (and state per device) instead of every one. */

@@ -8,10 +8,11 @@
  * `health()` degraded.
  */
 import BetterSqlite3 from 'better-sqlite3';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { AgentError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { makeDirPrivate } from '../private-dirs.js';
 import { checkDatabaseFile, type Damage } from './check.js';
 import type { Synchronous } from './synchronous.js';
 
@@ -81,7 +82,7 @@ export class Database {
   ) {
     this.log = options.log;
     if (file !== ':memory:') {
-      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      makeDirPrivate(dirname(file));
       keepPrivate(file);
       this.damage = checkDatabaseFile(file);
     }

@@ -188,19 +188,18 @@ export class DeviceCatalog implements Module {
    * defaults, and a value set since (API, MQTT) is kept.
    */
   private seedChangedDesired(before: Catalog, after: Catalog): void {
-    for (const source of this.sources.values()) {
-      for (const device of after.devices.values()) {
-        if (device.source.file !== `${source.name}:${device.id}`) continue;
-        const previous = before.devices.get(device.id);
-        if (!previous) continue;
-        const old = new Map(previous.properties.map((p) => [p.name, p.desired?.value]));
-        const changed = Object.fromEntries(device.properties.flatMap((p) => (p.desired && p.desired.value !== old.get(p.name) ? [[p.name, p.desired.value]] : [])));
-        if (Object.keys(changed).length === 0) continue;
-        try {
-          this.deps.twins.desire(device.id, changed, source.origin);
-        } catch (error) {
-          this.deps.log.warn({ device: device.id, source: source.name, err: (error as Error).message }, 'desired values refused');
-        }
+    for (const device of after.devices.values()) {
+      // An object source's device is read as the file `<source>:<id>` (loadCatalog).
+      const source = this.sources.get(device.source.file.slice(0, -device.id.length - 1));
+      const previous = before.devices.get(device.id);
+      if (!source || device.source.file !== `${source.name}:${device.id}` || !previous) continue;
+      const old = new Map(previous.properties.map((p) => [p.name, p.desired?.value]));
+      const changed = Object.fromEntries(device.properties.flatMap((p) => (p.desired && p.desired.value !== old.get(p.name) ? [[p.name, p.desired.value]] : [])));
+      if (Object.keys(changed).length === 0) continue;
+      try {
+        this.deps.twins.desire(device.id, changed, source.origin);
+      } catch (error) {
+        this.deps.log.warn({ device: device.id, source: source.name, err: (error as Error).message }, 'desired values refused');
       }
     }
   }

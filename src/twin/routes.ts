@@ -6,7 +6,7 @@ import * as v from 'valibot';
 import { AgentError } from '../errors.js';
 import type { Route } from '../http/router.js';
 import type { Twins } from './twins.js';
-import { toMsgTwin, type DeviceRecord, type MsgTwin } from './types.js';
+import { DELETED, toMsgTwin, type DeviceRecord, type MsgTwin } from './types.js';
 
 const valuesBody = v.record(v.string(), v.pipe(v.union([v.string(), v.number(), v.boolean()], 'must be a string, number or boolean'), v.transform(String)));
 const stateBody = v.object({ state: v.pipe(v.string(), v.minLength(1)) });
@@ -34,14 +34,18 @@ function deviceSummary(device: DeviceRecord) {
   };
 }
 
-function deviceDetail(twins: Twins, device: DeviceRecord) {
+function twinView(device: DeviceRecord): TwinView {
   const twin: TwinView = {};
   for (const [key, property] of device.twin) {
-    if (property.type === 'deleted') continue;
+    if (property.type === DELETED) continue;
     const msg = toMsgTwin(property, true);
     twin[key] = property.writeError ? { ...msg, metadata: { ...msg.metadata, writeError: property.writeError } } : msg;
   }
-  return { ...deviceSummary(device), attributes: device.attributes, twin, delta: twins.delta(device.id)?.delta ?? {} };
+  return twin;
+}
+
+function deviceDetail(twins: Twins, device: DeviceRecord) {
+  return { ...deviceSummary(device), attributes: device.attributes, twin: twinView(device), delta: twins.delta(device.id)?.delta ?? {} };
 }
 
 export function twinRoutes(twins: Twins): Route[] {
@@ -54,7 +58,7 @@ export function twinRoutes(twins: Twins): Route[] {
   return [
     { method: 'GET', path: '/api/v1/devices', handle: () => ({ devices: twins.list().map(deviceSummary) }) },
     { method: 'GET', path: base, handle: ({ params }) => deviceDetail(twins, device(params)) },
-    { method: 'GET', path: `${base}/twin`, handle: ({ params }) => deviceDetail(twins, device(params)).twin },
+    { method: 'GET', path: `${base}/twin`, handle: ({ params }) => twinView(device(params)) },
     ...(['desired', 'reported'] as const).map(
       (side): Route => ({
         method: 'PUT',

@@ -433,8 +433,7 @@ export class Twins {
         }
       },
       () => {
-        const ids = new Set(this.pending.splice(0).map((p) => (p.kind === 'changed' ? p.event.deviceId : p.event.device.id)));
-        for (const id of ids) this.reload(id);
+        this.reload(new Set(this.pending.splice(0).map((p) => (p.kind === 'changed' ? p.event.deviceId : p.event.device.id))));
       },
     );
   }
@@ -453,9 +452,14 @@ export class Twins {
     this.store.deleteTwin(device.id, key);
   }
 
-  private reload(deviceId: string): void {
-    const stored = this.store.loadDevices().find((d) => d.id === deviceId);
-    if (stored) this.devices.set(deviceId, stored);
-    else this.devices.delete(deviceId);
+  /** The devices as SQLite holds them, read once for all of a failed batch's devices. */
+  private reload(deviceIds: ReadonlySet<string>): void {
+    const stored = new Map(this.store.loadDevices().map((d) => [d.id, d]));
+    for (const id of deviceIds) {
+      const device = stored.get(id);
+      if (device) this.devices.set(id, device);
+      else this.devices.delete(id);
+    }
   }
+
 }

@@ -1,10 +1,10 @@
 /** The `workloads` section: images, workloads to run, peers that may exchange them, offload policy. */
 import * as v from 'valibot';
-import { portNumber as port } from '../schema.js';
+import { portNumber as port, positiveInteger } from '../schema.js';
+import { guestNetwork } from './types.js';
 
 const name = v.pipe(v.string(), v.regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be lower-case letters, digits and dashes'));
 const percent = v.pipe(v.number(), v.minValue(0), v.maxValue(100));
-const positiveInteger = v.pipe(v.number(), v.integer(), v.minValue(1));
 
 const peer = v.strictObject({
   name,
@@ -38,7 +38,7 @@ export const workloadDefinition = v.strictObject({
    * `lan` lets the guest reach the host and the LAN, if its image asks for it too (`network: lan`
    * in its manifest); otherwise its user networking is restricted: published ports only.
    */
-  network: v.optional(v.picklist(['restricted', 'lan']), 'restricted'),
+  network: guestNetwork,
   /** Started by the first connection to the host port of its first published port (Jitsu), stopped when idle. */
   onDemand: v.optional(v.strictObject({ idleTimeoutMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), 60_000), snapshot: v.optional(v.boolean(), true) })),
 });

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import * as v from 'valibot';
 import { parseOrThrow } from '../schema.js';
 import { QEMU_NAME } from './qemu/args.js';
-import type { Architecture, ArtifactPaths, ImageArtifact, ImageManifest } from './types.js';
+import { guestNetwork, type Architecture, type ArtifactPaths, type ImageArtifact, type ImageManifest } from './types.js';
 
 export class ImageError extends Error {}
 
@@ -61,7 +61,7 @@ export const imageManifest = v.pipe(
     ),
     aarch64: v.optional(v.strictObject({ machine: qemuName('machine'), cpu: qemuName('CPU model'), accel: v.picklist(['kvm', 'tcg']), notes: v.string() })),
     /** `lan` asks for a network that reaches the host and the LAN; the workload's config must allow it too. */
-    network: v.optional(v.picklist(['restricted', 'lan']), 'restricted'),
+    network: guestNetwork,
   }),
   v.forward(
     v.check((m) => m.kind !== 'linux' || m.artifacts.some((a) => a.role === 'initrd' || a.role === 'disk'), 'a linux image needs an initrd or a disk artifact'),

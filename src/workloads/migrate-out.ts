@@ -18,6 +18,7 @@ import type { Guest, MigrationInfo } from './runtime.js';
 import { splice } from './splice.js';
 import { runSteps, type Step } from './steps.js';
 import type { ImageManifest } from './types.js';
+import { listening } from '../listen.js';
 
 /** Generous: under TCG a 128 MiB guest takes a second or two; a busy gateway more. */
 const MIGRATION_TIMEOUT_MS = 120_000;
@@ -183,15 +184,13 @@ function failure(d: Departure, step: string, cause: unknown): AgentError {
 }
 
 /** A unix socket QEMU migrates into, whose bytes go through `tunnel` (and back: QEMU's return path). */
-function tunnelFrom(path: string, tunnel: Duplex): Promise<Server> {
+async function tunnelFrom(path: string, tunnel: Duplex): Promise<Server> {
   rmSync(path, { force: true });
   const server = createServer((socket) => {
     server.close();
     // A broken stream shows as the migration failing; nothing more to report here.
     void splice(socket, tunnel);
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve(server));
-  });
+  await listening(server, (done) => server.listen(path, done));
+  return server;
 }

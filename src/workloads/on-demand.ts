@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { WorkloadDefinition } from './config.js';
 import type { WorkloadManager } from './manager.js';
 import { splice } from './splice.js';
+import { listening } from '../listen.js';
 
 const READY_TIMEOUT_MS = 60_000;
 /** QEMU's user network accepts a forwarded connection and drops it at once while nothing listens in the guest. */
@@ -90,10 +91,7 @@ export class OnDemandWorkload {
     this.internalPort = await freePort();
     const server = createServer((socket) => this.accept(socket));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
+    await listening(server, (done) => server.listen(this.port, '127.0.0.1', done));
     this.log.info({ workload: this.definition.name, port: this.port }, 'on-demand workload listening');
   }
 

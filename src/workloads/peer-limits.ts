@@ -38,7 +38,7 @@ export class HandshakeLimiter {
   }
 }
 
-export class RefusalLog {
+export class PeerRefusalLog {
   /** Per address: when its last line was written, the refusals since that no line has counted, and the latest one's reason. */
   private readonly addresses = new Map<string, { loggedAt: number; unlogged: number; reason: string }>();
 

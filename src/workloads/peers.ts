@@ -12,11 +12,12 @@ import { Transform, type Duplex } from 'node:stream';
 import { connect, type TLSSocket } from 'node:tls';
 import { AgentError } from '../errors.js';
 import { Router, sendError, type ErrorBody, type Route } from '../http/router.js';
+import { listening } from '../listen.js';
 import type { Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
 import type { WorkloadsConfig } from './config.js';
 import { fingerprintOf, type PeerIdentity } from './identity.js';
-import { HandshakeLimiter, RefusalLog } from './peer-limits.js';
+import { HandshakeLimiter, PeerRefusalLog } from './peer-limits.js';
 
 export interface PeerConfig {
   name: string;
@@ -76,7 +77,7 @@ export class PeerServer {
   /** Every connection, upgraded ones included (the HTTP server forgets those), for `stop`. */
   private readonly connections = new Set<Socket>();
   private readonly handshakes: HandshakeLimiter;
-  private readonly refusals: RefusalLog;
+  private readonly refusals: PeerRefusalLog;
 
   constructor(
     private readonly options: {
@@ -90,7 +91,7 @@ export class PeerServer {
   ) {
     this.router = new Router(options.routes, { maxBodyBytes: MAX_JSON_BYTES, log: options.log });
     this.handshakes = new HandshakeLimiter(options.listen.handshakes);
-    this.refusals = new RefusalLog(options.log, options.listen.refusalLogIntervalMs);
+    this.refusals = new PeerRefusalLog(options.log, options.listen.refusalLogIntervalMs);
     // Peers' certificates are self-signed, so OpenSSL cannot verify them: each request is checked against the pins instead.
     this.server = createServer(
       { cert: options.identity.certPem, key: options.identity.keyPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3', handshakeTimeout: HANDSHAKE_TIMEOUT_MS },
@@ -125,13 +126,8 @@ export class PeerServer {
 
   start(): Promise<void> {
     const { host, port } = this.options.listen;
-    return new Promise((resolve, reject) => {
-      const fail = (error: Error) => reject(new PeerError(`cannot listen for peers on ${host}:${port}: ${error.message}`));
-      this.server.once('error', fail);
-      this.server.listen(port, host, () => {
-        this.server.off('error', fail);
-        resolve();
-      });
+    return listening(this.server, (done) => this.server.listen(port, host, done)).catch((error: Error) => {
+      throw new PeerError(`cannot listen for peers on ${host}:${port}: ${error.message}`);
     });
   }
 

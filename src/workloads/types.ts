@@ -1,4 +1,5 @@
 /** What the workloads code shares about images: a manifest as it describes an image, and the image's artifacts on this host. */
+import * as v from 'valibot';
 
 export type Architecture = 'x86_64' | 'aarch64';
 export type ArtifactRole = 'kernel' | 'initrd' | 'disk';
@@ -40,7 +41,8 @@ export interface ImageManifest {
 }
 
 /** A guest's user networking: `restricted` reaches nothing but what is published to it, `lan` the host and the LAN too. */
-export type GuestNetwork = 'restricted' | 'lan';
+export const guestNetwork = v.optional(v.picklist(['restricted', 'lan']), 'restricted');
+export type GuestNetwork = v.InferOutput<typeof guestNetwork>;
 
 /** An image's artifacts on this host, by role, after their digests were checked. */
 export type ArtifactPaths = Partial<Record<ArtifactRole, string>>;

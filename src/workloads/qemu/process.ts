@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, constants, createWriteStream, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants, createWriteStream, openSync, rmSync } from 'node:fs';
 import { access, rename, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -13,6 +13,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as v from 'valibot';
 import type { Logger } from '../../log.js';
+import { makeDirPrivate } from '../../private-dirs.js';
+import { timedOut, withTimeout } from '../../timeout.js';
 import type { Exit, Guest, MigrationInfo } from '../runtime.js';
 import { qemuBinary } from './accel.js';
 import { CONSOLE_FD, qemuArgs, qmpPathOf, SNAPSHOT_FD, type QemuOptions } from './args.js';
@@ -20,6 +22,7 @@ import { ConsoleFile, consolePathOf, consoleTail } from './console.js';
 import { CpuQuota } from './cpu-quota.js';
 import { forgetStarted, recordStarted } from './pidfiles.js';
 import { QmpClient } from './qmp.js';
+import { listening } from '../../listen.js';
 
 const QMP_CONNECT_TIMEOUT_MS = 10_000;
 /**
@@ -97,7 +100,8 @@ export class QemuProcess implements Guest {
     const args = qemuArgs(options);
     await checkReadable(options);
     const cpuQuota = options.cpuQuotaPercent === undefined ? undefined : CpuQuota.forHost();
-    makePrivateRunDir(options.runDir);
+    // The guests' sockets, consoles and snapshots: for this user only, also if it was made wider before.
+    makeDirPrivate(options.runDir);
     rmSync(qmpPathOf(options), { force: true });
     const binary = qemuBinary(options.manifest.architecture);
     const started = performance.now();
@@ -125,7 +129,7 @@ export class QemuProcess implements Guest {
       log.info({ pid: child.pid, accel: options.accel, from: options.snapshot ? 'snapshot' : options.incoming ? 'incoming migration' : 'boot', startMs: Math.round(performance.now() - started) }, 'QEMU started');
       return qemu;
     } catch (error) {
-      const exit = await exitWithin(run.ended, EXIT_GRACE_MS);
+      const exit = await withTimeout(run.ended, EXIT_GRACE_MS, timedOut('exit', EXIT_GRACE_MS)).catch(() => undefined);
       const ownExit = exit && (exit.code !== null || exit.signal !== null) ? exit : undefined;
       if (!exit) child.kill('SIGKILL');
       await run.ended;
@@ -243,29 +247,12 @@ function qemuStdio(snapshotFd: number | undefined): Array<'ignore' | 'pipe' | nu
   return stdio;
 }
 
-/** The guests' sockets, consoles and snapshots: a directory for this user only (0700), also if it was made wider before. */
-function makePrivateRunDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
-}
-
 async function checkReadable(options: QemuOptions): Promise<void> {
   const files = [...Object.entries(options.artifacts), ...(options.snapshot ? [['snapshot', options.snapshot]] : [])];
   for (const [role, path] of files) {
     await access(path!, constants.R_OK).catch((error: NodeJS.ErrnoException) => {
       throw new Error(`cannot run ${options.id} (${options.manifest.name}): ${role} ${path}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
     });
-  }
-}
-
-/** `ended`'s value if it settles within `ms`, else undefined. */
-async function exitWithin(ended: Promise<Exit>, ms: number): Promise<Exit | undefined> {
-  const grace = new AbortController();
-  const timeUp = sleep(ms, undefined, { signal: grace.signal }).catch(() => undefined);
-  try {
-    return await Promise.race([ended, timeUp]);
-  } finally {
-    grace.abort();
   }
 }
 
@@ -329,10 +316,7 @@ async function receiveOne(socketPath: string, file: string): Promise<{ written: 
     // The guest's whole RAM: for this user only (a new file, so its mode is this one).
     pipeline(socket, createWriteStream(file, { flags: 'wx', mode: 0o600 })).then(settle.resolve, settle.reject);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, resolve);
-  });
+  await listening(server, (done) => server.listen(socketPath, done));
   return {
     written,
     close: () => {
