@@ -87,8 +87,8 @@ export class ModbusLine {
     const client = await this.open();
     client.setID(slaveId);
     client.setTimeout(timeoutMs);
-    const quiet = this.lastFrameAt + this.delayMs - performance.now();
-    if (quiet > 0) await new Promise((resolve) => setTimeout(resolve, quiet));
+    // Node's timers run on a millisecond clock and may fire up to a millisecond early: wait until the gap has really passed.
+    for (let quiet = this.quietLeft(); quiet > 0; quiet = this.quietLeft()) await new Promise((resolve) => setTimeout(resolve, Math.ceil(quiet)));
     try {
       return await send(client);
     } catch (error) {
@@ -99,6 +99,10 @@ export class ModbusLine {
     } finally {
       this.lastFrameAt = performance.now();
     }
+  }
+
+  private quietLeft(): number {
+    return this.lastFrameAt + this.delayMs - performance.now();
   }
 
   private async open(): Promise<Client> {
