@@ -5,6 +5,7 @@
  */
 import { builtinMappers } from '../mappers/index.js';
 import { healthRoutes } from './api/health.js';
+import { readyRoutes } from './api/ready.js';
 import { ApiServer } from './api/server.js';
 import type { Bus } from './bus/bus.js';
 import { EmbeddedBus } from './bus/embedded.js';
@@ -19,7 +20,7 @@ import type { Logger } from './log.js';
 import { MapperHost } from './mapperhost/host.js';
 import { validateVisitors } from './mapperhost/validate.js';
 import type { Module } from './module.js';
-import { twinDatabase } from './paths.js';
+import { defaultDmiSocket, twinDatabase } from './paths.js';
 import { makeDirPrivate, makeRunDirPrivate } from './private-dirs.js';
 import { TelemetryModule } from './telemetry/index.js';
 import { twinRoutes } from './twin/routes.js';
@@ -69,21 +70,32 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     ? new (await import('./workloads/index.js')).WorkloadsModule({ config: config.workloads, node: config.node, dataDir: config.dataDir, runDir: config.runDir, telemetry, log })
     : undefined;
 
+  // Loaded only when enabled: gRPC and protobuf cost memory.
+  const dmi = config.dmi.enabled ? await import('./dmi/index.js') : undefined;
+  const mappers = dmi ? new dmi.MapperRegistry(db) : undefined;
+  const mapperHost = new MapperHost({ mappers: builtinMappers, twins, catalog, bus, external: mappers, log });
+
   // Start order: the cloud's stored Devices are a catalog source before its first load; the
   // protocol's handlers exist before the bus listens; the API opens last, on a running agent.
   const modules: Module[] = [
     telemetry,
     ...(cloud ? [cloud] : []),
     catalog,
-    new KubeEdgeProtocol({ bus, twins, catalog, node: config.node, maxPayloadBytes: config.mqtt.maxPayloadBytes, log }),
+    new KubeEdgeProtocol({ bus, twins, catalog, node: config.node, maxPayloadBytes: config.mqtt.maxPayloadBytes, kubeedgeVersion: config.cloud.kubeedgeVersion, log }),
     bus,
     wifi,
     ...(workloads ? [workloads] : []),
-    new MapperHost({ mappers: builtinMappers, twins, catalog, bus, log }),
+    ...(dmi && mappers ? [new dmi.DmiModule({ config: config.dmi, socket: config.dmi.socket ?? defaultDmiSocket(process.getuid?.(), config.runDir), registry: mappers, catalog, twins, log })] : []),
+    mapperHost,
   ];
+  const servedBy = (id: string) => {
+    const device = catalog.current.devices.get(id);
+    return device && mapperHost.servedBy(device);
+  };
   const routes = [
     ...healthRoutes(config.node, bus, db),
-    ...twinRoutes(twins),
+    ...readyRoutes({ bus, database: db, databaseFile: twinDatabase(config.dataDir), cloud: cloud && (() => cloud.status().link) }),
+    ...twinRoutes(twins, servedBy),
     ...(cloud ? [] : cloudDisabledRoutes),
     ...(workloads ? [] : workloadsDisabledRoutes),
     ...modules.flatMap((module) => module.routes ?? []),

@@ -1,13 +1,15 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --optimize-for-size
+#!/usr/bin/env node
 /**
  * `edge-agent <command>`: the agent itself, manifest validation, and clients of a running agent.
- * The V8 flags on the first line keep the young generation small and the heap growing slowly:
- * the agent is meant for 1 GB gateways (bench/footprint measures it).
+ * Started through bin/edge-agent, a POSIX sh launcher that adds the V8 flags keeping the young
+ * generation small and the heap growing slowly (the agent is meant for 1 GB gateways;
+ * bench/footprint measures it): a `#!/usr/bin/env -S` line cannot carry them on BusyBox.
  */
 import type { CloudStatus } from './cloud/edgehub.js';
 import type { DeviceSummary, TwinView } from './twin/routes.js';
 import type { WifiReport } from './wifi/wifi.js';
 import type { WorkloadList } from './workloads/index.js';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ApiClient, ApiClientError, type ApiToken } from './api/client.js';
 import { API_TOKEN_VARIABLE } from './api/config.js';
@@ -41,7 +43,9 @@ Commands:
         [--timeout MS] [--deadline S]
                                   which unit ids answer on a Modbus line, their FC43 identification,
                                   and which holding and input register ranges answer (--json too)
-  help                            this text
+  check [--config FILE]           self-diagnosis: config, data dir, ports, serial devices, radios,
+                                  QEMU/KVM, cloud; one line per check, exit 1 when one fails
+  help, --version                 this text; the version
 
 Client commands take --api URL or --api unix:PATH (default: the configured address), --json,
 and the API token: --token TOKEN (other users see it in ps), else EDGE_AGENT_TOKEN, else the
@@ -63,6 +67,7 @@ const options = {
   token: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
   tcp: { type: 'string' },
   rtu: { type: 'string' },
   baud: { type: 'string' },
@@ -104,10 +109,15 @@ async function start(values: Values): Promise<void> {
   const cfg = config(values);
   const log = createLogger(cfg.log.level);
   const agent = await startAgent(cfg, log);
+  // startAgent resolves with the broker listening and the database open: ready for systemd. The
+  // cloud link is not awaited: a gateway offline for hours still serves its devices (/readyz says it).
+  const systemd = (await import('./systemd-notify.js')).systemdNotifier(log);
+  systemd.ready(`serving: mqtt ${agent.bus.url}, api port ${agent.apiPort}`);
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    systemd.stopping();
     log.info({ signal }, 'stopping');
     agent
       .stop()
@@ -129,6 +139,28 @@ async function start(values: Values): Promise<void> {
   });
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+/** `edge-agent 0.1.0 (Node.js v20.20.2, linux-arm64)`: the package.json two folders above the compiled cli.js, in a checkout and in the package. */
+function version(): string {
+  const { version: own } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return `edge-agent ${own} (Node.js ${process.version}, ${process.platform}-${process.arch})`;
+}
+
+async function check(values: Values): Promise<number> {
+  const { runChecks, formatCheck } = await import('./check.js');
+  let cfg: Config;
+  try {
+    cfg = config(values);
+  } catch (error) {
+    if (!(error instanceof ConfigError || error instanceof UsageError)) throw error;
+    console.log(formatCheck({ outcome: 'fail', name: 'config', detail: error.message.replace(/\n/g, '; ') }));
+    return 1;
+  }
+  console.log(formatCheck({ outcome: 'ok', name: 'config', detail: `${values.config ?? 'defaults'} valid (node ${cfg.node})` }));
+  const results = await runChecks(cfg);
+  for (const result of results) console.log(formatCheck(result));
+  return results.some((r) => r.outcome === 'fail') ? 1 : 0;
 }
 
 function validate(paths: string[]): number {
@@ -181,8 +213,8 @@ function table(rows: string[][]): string {
 async function devices(values: Values): Promise<void> {
   const { devices: list } = await client(values).request<{ devices: DeviceSummary[] }>('GET', '/api/v1/devices');
   if (values.json) return console.log(JSON.stringify(list, null, 2));
-  const rows = list.map((d) => [d.id, d.state, d.managed ? 'yes' : 'no (other node)', String(d.properties), d.lastOnline || '-', d.reason ?? '']);
-  console.log(table([['DEVICE', 'STATE', 'MANAGED', 'PROPERTIES', 'LAST ONLINE', 'REASON'], ...rows]));
+  const rows = list.map((d) => [d.id, d.state, d.managed ? (d.servedBy ?? 'nobody') : 'other node', String(d.properties), d.lastOnline || '-', d.reason ?? '']);
+  console.log(table([['DEVICE', 'STATE', 'SERVED BY', 'PROPERTIES', 'LAST ONLINE', 'REASON'], ...rows]));
 }
 
 async function twin(values: Values, args: string[]): Promise<void> {
@@ -234,10 +266,16 @@ async function cloud(values: Values): Promise<void> {
   if (values.json) return console.log(JSON.stringify(state, null, 2));
   if ('enabled' in state) return console.log('cloud link disabled (cloud.enabled in the config)');
   const { link, outbox } = state;
-  console.log(`${link.connected ? 'connected' : 'disconnected'} ${link.url}${link.since && link.connected ? ` since ${link.since}` : ''}${link.lastError ? ` (last error: ${link.lastError})` : ''}`);
+  console.log(`${link.connected ? 'connected' : 'disconnected'} ${link.url} (KubeEdge ${state.kubeedgeVersion})${link.since && link.connected ? ` since ${link.since}` : ''}${link.lastError ? ` (last error: ${link.lastError})` : ''}`);
   console.log(`node ${state.registered ? 'registered' : 'not registered'}; certificate expires ${link.certificateExpires ?? '-'}`);
-  console.log(`from the cloud: ${state.devices} devices, ${state.models} models; ${link.badMessages} bad and ${state.unsupportedMessages} unsupported messages`);
-  console.log(`reports queued: ${outbox.queued} (${outbox.bytes} bytes), in flight ${outbox.inFlight}, dropped ${outbox.dropped}, coalesced ${outbox.coalesced}`);
+  console.log(`from the cloud: ${state.devices} devices, ${state.models} models, ${state.resources.length} other resources; ${link.badMessages} bad and ${state.unsupportedMessages} unsupported messages`);
+  console.log(
+    `reports queued: ${outbox.queued} (${outbox.bytes} bytes), in flight ${outbox.inFlight}, unanswered ${outbox.unconfirmed} (sent again ${outbox.resent} times), dropped ${outbox.dropped}, coalesced ${outbox.coalesced}`,
+  );
+  if (state.resources.length === 0) return;
+  // Stored and acknowledged as EdgeCore's metamanager does; pods among them are not run.
+  const rows = state.resources.map((r) => [r.type, r.key, r.resourceVersion ?? '-', r.type === 'pod' ? 'stored, not run' : 'stored']);
+  console.log(table([['TYPE', 'RESOURCE', 'VERSION', 'STATE'], ...rows]));
 }
 
 async function workloadsCommand(values: Values, [action = 'list', name, peer]: string[]): Promise<void> {
@@ -325,6 +363,10 @@ async function modbus(values: Values, [action]: string[]): Promise<void> {
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   const [command, ...rest] = positionals;
+  if (values.version) {
+    console.log(version());
+    return 0;
+  }
   if (values.help || !command || command === 'help') {
     console.log(USAGE);
     return 0;
@@ -337,6 +379,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./bus/passwd.js')).passwd(process.stdin);
     case 'validate':
       return validate(rest);
+    case 'check':
+      return check(values);
     case 'devices':
       await devices(values);
       return 0;

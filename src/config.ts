@@ -13,6 +13,7 @@ import { parseWith } from './schema.js';
 import { apiSection, API_TOKEN_VARIABLE } from './api/config.js';
 import { mqttSection } from './bus/config.js';
 import { cloudSection } from './cloud/config.js';
+import { dmiSection } from './dmi/config.js';
 import { wifiSection } from './wifi/config.js';
 import { workloadsSection } from './workloads/config.js';
 
@@ -44,6 +45,7 @@ export const configSchema = v.strictObject({
   wifi: v.optional(wifiSection, {}),
   cloud: v.optional(cloudSection, {}),
   workloads: v.optional(workloadsSection, {}),
+  dmi: v.optional(dmiSection, {}),
   /** Control sockets and helper scripts (wpa_supplicant, DHCP), private to the agent's user; unix socket paths must stay short. */
   runDir: v.optional(v.string(), () => defaultRunDir(process.getuid?.(), process.env)),
 });

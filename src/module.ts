@@ -13,6 +13,7 @@ export const MODULE = {
   wifi: 'wifi',
   workloads: 'workloads',
   cloud: 'cloud',
+  dmi: 'dmi',
   mapperhost: 'mapperhost',
   api: 'api',
 } as const;

@@ -23,3 +23,8 @@ export function defaultRunDir(uid: number | undefined, env: NodeJS.ProcessEnv): 
   if (runtime && isAbsolute(runtime)) return join(runtime, 'edge-agent');
   return `/tmp/edge-agent-${uid ?? 0}`;
 }
+
+/** Where mappers find the DMI socket when the config names none: EdgeCore's place as root, the run dir otherwise. */
+export function defaultDmiSocket(uid: number | undefined, runDir: string): string {
+  return uid === 0 ? '/etc/kubeedge/dmi.sock' : join(runDir, 'dmi.sock');
+}

@@ -61,15 +61,15 @@ describe('edge-agent CLI client commands', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('devices lists every device with its state and node binding', async () => {
+  it('devices lists every device with its state and who serves it', async () => {
     const { code, stdout, stderr } = await cli('devices', ...client);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const lines = stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^DEVICE\s+STATE\s+MANAGED\s+PROPERTIES\s+LAST ONLINE\s+REASON$/);
-    expect(stdout).toMatch(/^default\/sensor-01\s+unhealthy\s+yes\s+4\s+-\s+no mapper for protocol "[\w-]+"$/m);
-    expect(stdout).toMatch(/^plant-a\/sensor-02\s+unhealthy\s+yes\s+1\s+-\s+no mapper for protocol "[\w-]+"$/m);
-    expect(stdout).toMatch(/^default\/remote-01\s+unknown\s+no \(other node\)\s+4\s+-$/m);
+    expect(lines[0]).toMatch(/^DEVICE\s+STATE\s+SERVED BY\s+PROPERTIES\s+LAST ONLINE\s+REASON$/);
+    expect(stdout).toMatch(/^default\/sensor-01\s+unhealthy\s+nobody\s+4\s+-\s+no mapper for protocol "[\w-]+"$/m);
+    expect(stdout).toMatch(/^plant-a\/sensor-02\s+unhealthy\s+nobody\s+1\s+-\s+no mapper for protocol "[\w-]+"$/m);
+    expect(stdout).toMatch(/^default\/remote-01\s+unknown\s+other node\s+4\s+-$/m);
     expect(lines).toHaveLength(4);
   });
 

@@ -43,6 +43,8 @@ const DEFAULTS: Config = {
     nodeNamespace: 'default',
     heartbeatMs: 15_000,
     nodeStatusIntervalMs: 10_000,
+    kubeedgeVersion: '1.23',
+    resendMs: 60_000,
     window: 256,
     queue: { coalesce: false, maxBytes: 256 * 1024 * 1024, whenFull: 'drop-oldest' },
   },
@@ -68,6 +70,7 @@ const DEFAULTS: Config = {
       offloadModes: ['mission'],
     },
   },
+  dmi: { enabled: true, callTimeoutMs: 10_000, probeIntervalMs: 5000, maxCallsPerSecond: 1000, maxMessageBytes: 1024 * 1024 },
   runDir: defaultRunDir(process.getuid?.(), process.env),
 };
 
@@ -121,6 +124,7 @@ log:
       wifi: DEFAULTS.wifi,
       cloud: DEFAULTS.cloud,
       workloads: DEFAULTS.workloads,
+      dmi: DEFAULTS.dmi,
       runDir: DEFAULTS.runDir,
     });
   });

@@ -57,6 +57,11 @@ function loadNoble(adapter: number | undefined): Noble {
   } catch (error) {
     const { code, message } = error as NodeJS.ErrnoException;
     if (code === 'EAFNOSUPPORT') throw new BluetoothUnavailableError('Bluetooth is not available: this kernel has no Bluetooth support (EAFNOSUPPORT)');
+    // noble and its HCI socket are optional dependencies: absent where npm had no compiler to build them, or in a package built without them.
+    if (code === 'MODULE_NOT_FOUND') {
+      const missing = /Cannot find module '([^']+)'/.exec(message)?.[1] ?? 'noble';
+      throw new BluetoothUnavailableError(`Bluetooth is not available: ${missing} is not installed or was not built for ${process.platform}-${process.arch} (optional dependencies @abandonware/noble and @abandonware/bluetooth-hci-socket; npm builds them only where a C compiler is present)`);
+    }
     if (code === 'EPERM' || code === 'EACCES') throw new BluetoothUnavailableError(`Bluetooth is not available: no permission to open the HCI socket (${code}); run as root or grant CAP_NET_RAW`);
     throw new BluetoothUnavailableError(`Bluetooth is not available: ${message}`);
   }

@@ -2,7 +2,7 @@
  * Who may use the local API, decided before the router looks at a request, in this order:
  * - 421 for a `Host` that is not a loopback name, `api.host` or in `api.hosts`: a web page that
  *   rebinds its own DNS name to the gateway sends its own name, never one of these;
- * - 401 without `Authorization: Bearer <token>`, 403 with a wrong token (`GET /healthz` is open);
+ * - 401 without `Authorization: Bearer <token>`, 403 with a wrong token (`GET /healthz` and `/readyz` are open);
  * - 415 for a body that is not `application/json`: a browser form or a `text/plain` fetch can
  *   send a request cross-site without asking first, a JSON one cannot.
  * The peer API is not guarded here: its peers prove who they are with pinned TLS certificates.
@@ -12,8 +12,11 @@ import type { IncomingMessage } from 'node:http';
 import { AgentError } from '../errors.js';
 import { requestUrl } from '../http/router.js';
 import { HEALTH_PATH } from './health.js';
+import { READY_PATH } from './ready.js';
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+/** The probes a service manager or a load balancer calls without a token. */
+const OPEN_PATHS = new Set([HEALTH_PATH, READY_PATH]);
 
 /** An echoed header value is cut here: the reason names it, it need not repeat 16 KiB of it. */
 const ECHO_CHARS = 100;
@@ -46,7 +49,7 @@ export class ApiGuard {
   check(req: IncomingMessage): void {
     this.checkHost(req.headers.host);
     const url = requestUrl(req);
-    if (!(req.method === 'GET' && url.pathname === HEALTH_PATH)) this.checkToken(req.headers.authorization);
+    if (!(req.method === 'GET' && OPEN_PATHS.has(url.pathname))) this.checkToken(req.headers.authorization);
     this.checkBodyType(req);
   }
 

@@ -7,7 +7,7 @@ import type { Bus } from '../bus/bus.js';
 import type { DatabaseHealth } from '../db/database.js';
 import type { Route } from '../http/router.js';
 
-/** The one route served without the API token: probes need it, and it tells nothing a caller could misuse. */
+/** Served without the API token, with /readyz (ready.ts): probes need them, and they tell nothing a caller could misuse. */
 export const HEALTH_PATH = '/healthz';
 
 export function healthRoutes(node: string, bus: Bus, database: { health(): DatabaseHealth }): Route[] {

@@ -1,6 +1,7 @@
 /**
  * The KubeEdge (≥ 1.16.2) device protocol on the event bus, as EdgeCore's eventbus and
- * devicetwin modules speak it on the topics of topics.ts.
+ * devicetwin modules speak it on the topics of topics.ts; the states `state/update` takes and the
+ * last-online field on `state/update/result` are those of the configured KubeEdge release.
  */
 import { randomUUID } from 'node:crypto';
 import type { GenericSchema, InferOutput } from 'valibot';
@@ -11,7 +12,8 @@ import type { DeviceRecord } from '../twin/types.js';
 import { TwinError } from '../twin/types.js';
 import type { StateChange, TwinChange, Twins } from '../twin/twins.js';
 import type { Bus } from './bus.js';
-import { decode, membershipGetPayload, stateUpdatePayload, twinGetPayload, twinUpdatePayload } from './payloads.js';
+import { stateDialect, NEWEST_KUBEEDGE, type KubeEdgeVersion, type StateDialect } from '../cloud/versions.js';
+import { decode, membershipGetPayload, stateUpdatePayload, twinGetPayload, twinUpdatePayload, twinUpdateRefusal, type Refusal } from './payloads.js';
 import { RefusalLog } from './refusals.js';
 import { DEVICE_PREFIX, topics } from './topics.js';
 
@@ -40,6 +42,8 @@ export interface KubeEdgeProtocolOptions {
   catalog: DeviceCatalog;
   node: string;
   maxPayloadBytes: number;
+  /** `cloud.kubeedgeVersion`; the newest when not given. */
+  kubeedgeVersion?: KubeEdgeVersion;
   log: Logger;
 }
 
@@ -48,12 +52,14 @@ export class KubeEdgeProtocol implements Module {
   private readonly bus: Bus;
   private readonly twins: Twins;
   private readonly rejections: RefusalLog;
+  private readonly dialect: StateDialect;
   private removers: Remove[] = [];
 
   constructor(private readonly options: KubeEdgeProtocolOptions) {
     this.bus = options.bus;
     this.twins = options.twins;
     this.rejections = new RefusalLog(options.log);
+    this.dialect = stateDialect(options.kubeedgeVersion ?? NEWEST_KUBEEDGE);
   }
 
   /** Registers the handlers before the bus starts, so nothing arrives unhandled. */
@@ -94,12 +100,12 @@ export class KubeEdgeProtocol implements Module {
   }
 
   /** The edge of the protocol: size limit, then schema; a failure is answered on `resultTopic`. */
-  private accept<S extends GenericSchema>(schema: S, topic: string, payload: Buffer, resultTopic: string): InferOutput<S> | undefined {
+  private accept<S extends GenericSchema>(schema: S, topic: string, payload: Buffer, resultTopic: string, refusal?: Refusal): InferOutput<S> | undefined {
     if (payload.length > this.options.maxPayloadBytes) {
       this.sendError(resultTopic, '', 400, `payload of ${payload.length} bytes exceeds the limit of ${this.options.maxPayloadBytes} bytes`, topic);
       return undefined;
     }
-    const request = decode(schema, payload);
+    const request = decode(schema, payload, refusal);
     if (request.ok) return request.value;
     this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
     return undefined;
@@ -128,7 +134,7 @@ export class KubeEdgeProtocol implements Module {
   private onTwinUpdate(topic: string, payload: Buffer): Promise<void> | undefined {
     const id = deviceIdOf(topic);
     const resultTopic = topics.twinUpdateResult(id);
-    const request = this.accept(twinUpdatePayload, topic, payload, resultTopic);
+    const request = this.accept(twinUpdatePayload, topic, payload, resultTopic, twinUpdateRefusal);
     if (!request) return undefined;
     return this.commit(() => this.twins.update(id, request.twin, 'mqtt', request.event_id), topic, resultTopic, request.event_id);
   }
@@ -151,6 +157,10 @@ export class KubeEdgeProtocol implements Module {
     const resultTopic = topics.stateUpdateResult(id);
     const request = this.accept(stateUpdatePayload, topic, payload, resultTopic);
     if (!request) return undefined;
+    if (!this.dialect.states.includes(request.state.toLowerCase())) {
+      this.sendError(resultTopic, request.event_id, 400, `state ${JSON.stringify(request.state)} is not one of ${this.dialect.states.join(', ')}`, topic);
+      return undefined;
+    }
     return this.commit(() => this.twins.setState(id, request.state, 'mqtt'), topic, resultTopic, request.event_id);
   }
 
@@ -172,8 +182,6 @@ export class KubeEdgeProtocol implements Module {
   }
 
   private publishState({ device }: StateChange): void {
-    const summary: Record<string, string> = { name: device.name, state: device.state };
-    if (device.lastOnline) summary.last_online = device.lastOnline;
-    this.send(topics.stateUpdateResult(device.id), { device: summary }, randomUUID());
+    this.send(topics.stateUpdateResult(device.id), () => ({ device: this.dialect.device(device.name, device.state, device.lastOnline, new Date()) }), randomUUID());
   }
 }

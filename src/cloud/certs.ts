@@ -44,7 +44,7 @@ const MAX_BODY_BYTES = 1 << 20;
 
 /** Existing valid credentials from `dir`, or a bootstrap with the token (CertificateError if none/invalid). */
 export async function ensureCredentials(options: CertOptions): Promise<CloudCredentials> {
-  const stored = await loadCredentials(options.dir);
+  const stored = await loadCredentials(options.dir, options.node);
   if ('credentials' in stored) {
     options.log.info({ notAfter: stored.credentials.notAfter }, 'using the stored edge certificate');
     return stored.credentials;
@@ -86,7 +86,18 @@ function splitToken(token: string): { caHash: string; jwt: string } {
 
 type Stored = { credentials: CloudCredentials } | { problem: string };
 
-async function loadCredentials(dir: string): Promise<Stored> {
+/** The CN CloudHub requires of a node's certificate (and that the CSR asks for). */
+const nodeCommonName = (node: string) => `system:node:${node}`;
+
+/** The certificate's subject CN (X509Certificate.subject is `key=value` lines). */
+function commonName(cert: X509Certificate): string | undefined {
+  return cert.subject
+    .split('\n')
+    .find((line) => line.startsWith('CN='))
+    ?.slice(3);
+}
+
+async function loadCredentials(dir: string, node: string): Promise<Stored> {
   let files: string[];
   try {
     files = await Promise.all([CA_FILE, CERT_FILE, KEY_FILE].map((name) => readFile(join(dir, name), 'utf8')));
@@ -96,7 +107,11 @@ async function loadCredentials(dir: string): Promise<Stored> {
   }
   const [caPem, certPem, keyPem] = files as [string, string, string];
   try {
-    const credentials = checkedCredentials(new X509Certificate(caPem), new X509Certificate(certPem), createPrivateKey(keyPem));
+    const cert = new X509Certificate(certPem);
+    // After a node rename the stored certificate names the old node: CloudHub refuses it for the new one.
+    const cn = commonName(cert);
+    if (cn !== nodeCommonName(node)) return { problem: `the edge certificate in ${dir} is for ${cn ?? 'no CN'}, not ${nodeCommonName(node)}` };
+    const credentials = checkedCredentials(new X509Certificate(caPem), cert, createPrivateKey(keyPem));
     if (credentials.notAfter.getTime() <= Date.now()) return { problem: `the edge certificate in ${dir} expired on ${credentials.notAfter.toISOString()}` };
     return { credentials };
   } catch (error) {
@@ -151,7 +166,7 @@ function parseCertificate(derOrPem: Buffer | string, what: string): X509Certific
 function certificateRequest(node: string, privateKey: KeyObject, publicKey: KeyObject): Buffer {
   const subject = distinguishedName([
     [OID.organization, 'system:nodes'],
-    [OID.commonName, `system:node:${node}`],
+    [OID.commonName, nodeCommonName(node)],
   ]);
   const version1 = integer(Buffer.from([0]));
   const noAttributes = contextTag(0);

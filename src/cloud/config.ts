@@ -2,6 +2,7 @@
 import * as v from 'valibot';
 import { positiveInteger as positiveMs } from '../schema.js';
 import { DEFAULT_PROJECT_ID } from './message.js';
+import { KUBEEDGE_VERSIONS, NEWEST_KUBEEDGE } from './versions.js';
 
 const port = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535));
 
@@ -31,6 +32,14 @@ export const cloudSection = v.pipe(
     nodeNamespace: v.optional(v.pipe(v.string(), v.minLength(1)), 'default'),
     heartbeatMs: v.optional(positiveMs, 15_000),
     nodeStatusIntervalMs: v.optional(positiveMs, 10_000),
+    /** The CloudCore release spoken to (`1.16` = 1.16.2+): which state fields and forms the cloud and `state/update/result` get (versions.ts). */
+    kubeedgeVersion: v.optional(v.picklist(KUBEEDGE_VERSIONS), NEWEST_KUBEEDGE),
+    /**
+     * How long a report waits for the cloud's answer before it is sent again under the same id,
+     * and again after each such wait (EdgeCore's devicetwin checkConfirm: 60 s). CloudCore answers
+     * nothing when it cannot apply a report, so an unanswered one stops counting against `window`.
+     */
+    resendMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), 60_000),
     /** How many reports may await the cloud's answer at once. */
     window: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)), 256),
     queue: v.optional(queueSection, {}),

@@ -1,8 +1,9 @@
 /**
  * The edge side of KubeEdge's cloud link (EdgeHub), as the cloud module: registers the node and
  * keeps its status fresh, stores the Devices and DeviceModels the cloud sends and offers them to
- * the device catalog as a source, applies desired values the cloud sets, and sends twin and state
- * reports from the outbox in order, each until the cloud answers it, however long the cloud is away.
+ * the device catalog as a source, applies desired values the cloud sets, stores and acknowledges
+ * the other resources it sends (as metamanager does), and sends twin and state reports from the
+ * outbox in order, each until the cloud answers it, however long the cloud is away.
  */
 import type { Database } from '../db/database.js';
 import type { DeviceCatalog } from '../devices/catalog.js';
@@ -15,11 +16,14 @@ import type { Twins } from '../twin/twins.js';
 import type { CloudConfig } from './config.js';
 import { CloudLink, type LinkStatus } from './link.js';
 import { contentObject, MessageError, responseTo, type BeehiveMessage } from './message.js';
-import { kubernetesTime, nodeFacts, patchNodeStatus, registerNode } from './node.js';
+import { metaOperation, podNotRun, resourceOf, storedValue } from './metadata.js';
+import { kubernetesTime, nodeFacts, patchNodeStatus, registerNode, registration } from './node.js';
 import { CloudObjects, type CloudKind } from './objects.js';
-import { Outbox, type OutboxStats } from './outbox.js';
+import { Outbox, type OutboxStats, type Report } from './outbox.js';
+import { CloudResources, type StoredResource } from './resources.js';
 import { cloudMigrations } from './tables.js';
 import { stageReports } from './uplink.js';
+import { stateDialect, type KubeEdgeVersion } from './versions.js';
 
 /** Bytes waiting in the socket above which sending pauses: the drain after an outage must not buffer the queue in memory. */
 const HIGH_WATER_BYTES = 1024 * 1024;
@@ -41,16 +45,20 @@ export interface EdgeHubDeps {
 /** `GET /api/v1/cloud` while the link is enabled. */
 export interface CloudStatus {
   link: LinkStatus;
+  kubeedgeVersion: KubeEdgeVersion;
   registered: boolean;
   outbox: OutboxStats;
   devices: number;
   models: number;
+  /** Every other resource the cloud sent and the agent stored (pods are stored, not run). */
+  resources: StoredResource[];
   unsupportedMessages: number;
 }
 
 /** What a started cloud module holds. */
 interface Started {
   objects: CloudObjects;
+  resources: CloudResources;
   outbox: Outbox;
   link: CloudLink;
 }
@@ -62,6 +70,7 @@ export class EdgeHub implements Module {
   private parts?: Started;
   private removers: Remove[] = [];
   private statusTimer?: NodeJS.Timeout;
+  private resendTimer?: NodeJS.Timeout;
   private registration?: string;
   private registered = false;
   private readonly since = kubernetesTime();
@@ -79,12 +88,13 @@ export class EdgeHub implements Module {
     const { db, twins, catalog, config, node, dataDir } = this.deps;
     db.migrate(cloudMigrations);
     const objects = new CloudObjects(db);
+    const resources = new CloudResources(db);
     const outbox = new Outbox(db, config.queue, this.log);
     const link = new CloudLink(config, node, dataDir, this.log);
-    this.parts = { objects, outbox, link };
+    this.parts = { objects, resources, outbox, link };
     this.removers = [
       catalog.addSource({ name: MODULE.cloud, origin: 'cloud', list: () => objects.list() }),
-      stageReports(twins, outbox, (id, property) => catalog.reportsToCloud(id, property)),
+      stageReports(twins, outbox, (id, property) => catalog.reportsToCloud(id, property), stateDialect(config.kubeedgeVersion)),
       // Reports become sendable once committed: the twin announces its changes after the commit.
       twins.onChange(() => this.schedulePump()),
       twins.onState(() => this.schedulePump()),
@@ -97,6 +107,7 @@ export class EdgeHub implements Module {
 
   async stop(): Promise<void> {
     clearInterval(this.statusTimer);
+    clearInterval(this.resendTimer);
     for (const remove of this.removers.splice(0)) remove();
     await this.applying;
     await this.parts?.link.stop();
@@ -113,14 +124,16 @@ export class EdgeHub implements Module {
   }
 
   status(): CloudStatus {
-    const { objects, outbox, link } = this.started;
+    const { objects, resources, outbox, link } = this.started;
     const all = objects.list();
     return {
       link: link.state(),
+      kubeedgeVersion: this.deps.config.kubeedgeVersion,
       registered: this.registered,
       outbox: outbox.stats(),
       devices: all.filter((o) => o.kind === 'device').length,
       models: all.filter((o) => o.kind === 'devicemodel').length,
+      resources: resources.list(),
       unsupportedMessages: this.unsupported,
     };
   }
@@ -129,6 +142,9 @@ export class EdgeHub implements Module {
     outbox.rewind();
     this.schedulePump();
     const { config, node, telemetry } = this.deps;
+    clearInterval(this.resendTimer);
+    // Checked four times per resendMs: a report is sent again between 1 and 1.25 resendMs after its last send.
+    this.resendTimer = setInterval(() => this.resendOverdue(), Math.ceil(config.resendMs / 4));
     const facts = await nodeFacts(node, telemetry);
     const register = registerNode(config, node, facts, this.since);
     this.registration = register.header.msg_id;
@@ -139,6 +155,7 @@ export class EdgeHub implements Module {
 
   private disconnected(): void {
     clearInterval(this.statusTimer);
+    clearInterval(this.resendTimer);
     this.registered = false;
     this.started.outbox.rewind();
   }
@@ -163,12 +180,25 @@ export class EdgeHub implements Module {
       }
       const reports = outbox.take(Math.min(PAGE, window - outbox.inFlightCount));
       if (reports.length === 0) return;
-      for (const report of reports) {
-        // The content is stored as JSON text: spliced in as it is, not parsed and serialised again.
-        const frame = `{"header":{"msg_id":${JSON.stringify(report.msgId)},"timestamp":${Date.now()}},"route":{"source":"twin","group":"resource","operation":"update","resource":${JSON.stringify(report.resource)}},"content":${report.content}}`;
-        link.send(frame);
-      }
+      for (const report of reports) this.sendReport(report);
     }
+  }
+
+  /** Sends again, under the same ids, the reports the cloud left unanswered for resendMs; they leave the window, so the pump goes on. */
+  private resendOverdue(): void {
+    const { link, outbox } = this.started;
+    if (!link.connected) return;
+    const { resendMs, window } = this.deps.config;
+    const due = outbox.overdue(resendMs, window);
+    if (due.length > 0) this.log.warn({ reports: due.length, unconfirmed: outbox.stats().unconfirmed, resendMs }, 'reports the cloud did not answer sent again');
+    for (const report of due) this.sendReport(report);
+    this.schedulePump();
+  }
+
+  private sendReport(report: Report): void {
+    // The content is stored as JSON text: spliced in as it is, not parsed and serialised again.
+    const frame = `{"header":{"msg_id":${JSON.stringify(report.msgId)},"timestamp":${Date.now()}},"route":{"source":"twin","group":"resource","operation":"update","resource":${JSON.stringify(report.resource)}},"content":${report.content}}`;
+    this.started.link.send(frame);
   }
 
   private receive(message: BeehiveMessage): void {
@@ -188,6 +218,13 @@ export class EdgeHub implements Module {
     }
     const cloudUpdated = CLOUD_UPDATED.exec(resource);
     if (cloudUpdated) return this.cloudUpdated(message, cloudUpdated[1]!);
+    const meta = group === 'resource' ? metaOperation(message) : undefined;
+    if (meta) {
+      this.applying = this.applying
+        .then(() => this.applyResource(message, meta))
+        .catch((error: unknown) => this.log.error({ err: error, resource }, 'resource from the cloud not stored'));
+      return;
+    }
     this.unsupported++;
     this.log.warn({ operation, group, resource, msgId: message.header.msg_id }, 'unsupported message from the cloud ignored');
   }
@@ -198,11 +235,23 @@ export class EdgeHub implements Module {
       return;
     }
     if (parent !== this.registration) return;
-    const answer = message.content as { Err?: unknown } | undefined;
-    const error = answer && typeof answer === 'object' ? answer.Err : undefined;
-    this.registered = !error || (typeof error === 'object' && Object.keys(error).length === 0);
-    if (this.registered) this.log.info({ node: this.deps.node, resource: message.route.resource }, 'node registered with the cloud');
-    else this.log.warn({ node: this.deps.node, err: error }, 'the cloud refused the node registration');
+    const answer = registration(message.content);
+    this.registered = answer.registered;
+    if (answer.registered) this.log.info({ node: this.deps.node, resource: message.route.resource, existed: answer.existed }, 'node registered with the cloud');
+    else this.log.warn({ node: this.deps.node, err: answer.error }, 'the cloud refused the node registration');
+  }
+
+  /** Stores or deletes the resource, then acknowledges it once committed, as metamanager does; a pod's status says it is not run. */
+  private async applyResource(message: BeehiveMessage, operation: 'store' | 'delete'): Promise<void> {
+    const { resources, link } = this.started;
+    const resource = resourceOf(message);
+    if (operation === 'delete') resources.delete(resource.key);
+    else resources.put({ key: resource.key, type: resource.type, resourceVersion: resource.resourceVersion }, storedValue(message));
+    await this.deps.db.flushed();
+    link.send(responseTo(message, 'OK'));
+    this.log.info({ resource: resource.key, operation: message.route.operation, resourceVersion: resource.resourceVersion }, 'resource from the cloud stored');
+    const status = operation === 'store' && resource.type === 'pod' ? podNotRun(message, resource) : undefined;
+    if (status) link.send(status);
   }
 
   /** Stores the object, acknowledges it once stored (as MetaManager does), then has the catalog serve it. */

@@ -88,3 +88,17 @@ export function registerNode(config: CloudConfig, node: string, facts: NodeFacts
 export function patchNodeStatus(config: CloudConfig, node: string, facts: NodeFacts, since: string): BeehiveMessage {
   return newMessage({ source: 'edged', group: 'meta', operation: 'patch', resource: nodeResource(config, node, 'nodepatch') }, JSON.stringify({ status: status(facts, since) }));
 }
+
+/**
+ * The cloud's answer to the registration (an ObjectResp): registered when it has no `Err`, and
+ * also when the node already exists, as the kubelet treats AlreadyExists on a node create: the
+ * node registered before (an earlier connection, or another start) is this one.
+ */
+export function registration(content: unknown): { registered: boolean; existed: boolean; error?: unknown } {
+  const answer = content as { Err?: unknown } | undefined;
+  const error = answer && typeof answer === 'object' ? answer.Err : undefined;
+  if (!error || (typeof error === 'object' && Object.keys(error).length === 0)) return { registered: true, existed: false };
+  // Only the reason: code 409 is also a Conflict, which is no registration.
+  if ((error as { ErrStatus?: { reason?: unknown } }).ErrStatus?.reason === 'AlreadyExists') return { registered: true, existed: true };
+  return { registered: false, existed: false, error };
+}

@@ -4,8 +4,11 @@
  * once the cloud answers. EdgeCore drops reports while the cloud is away; this keeps them, within
  * a disk quota, optionally coalesced to the latest value per device.
  *
- * A report keeps its message id for good (`<outbox id>-<seq>`): sent again after a reconnect or a
- * restart, it is the same message, which the cloud can recognise instead of applying it twice.
+ * A report keeps its message id for good (`<outbox id>-<seq>`): sent again after a reconnect, a
+ * restart or an answer that did not come, it is the same message, which the cloud can recognise
+ * instead of applying it twice. CloudCore answers nothing when it cannot apply a report (an
+ * unknown device, a failed patch): such a report is sent again every `resendMs`, as EdgeCore's
+ * devicetwin does, but no longer holds a place in the window, so a few of them cannot stop the rest.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
@@ -25,6 +28,10 @@ export interface OutboxStats {
   queued: number;
   bytes: number;
   inFlight: number;
+  /** Sent, not answered within `resendMs`: sent again every `resendMs`, outside the window. */
+  unconfirmed: number;
+  /** Sends of reports the cloud had not answered in time. */
+  resent: number;
   dropped: number;
   coalesced: number;
 }
@@ -36,6 +43,13 @@ interface Open {
 }
 
 const size = (resource: string, content: string) => resource.length + content.length;
+
+interface Sent {
+  seq: number;
+  size: number;
+  /** When it was last sent (ms). */
+  sentAt: number;
+}
 
 export class Outbox {
   private readonly id: string;
@@ -51,8 +65,11 @@ export class Outbox {
   /** Dropped for room, their deletion not committed yet. */
   private readonly dropping = new Set<number>();
   private staged: Array<{ seq: number; size: number }> = [];
-  /** Sent and not answered yet, by message id. */
-  private readonly inFlight = new Map<string, { seq: number; size: number }>();
+  /** Sent and not answered yet, by message id, in the window. */
+  private readonly inFlight = new Map<string, Sent>();
+  /** Sent and not answered within `resendMs`, by message id: out of the window, sent again from time to time. */
+  private readonly unconfirmed = new Map<string, Sent>();
+  private resent = 0;
   private readonly statements;
   /** The highest seq sent on the current connection. */
   private cursor = 0;
@@ -67,6 +84,7 @@ export class Outbox {
       update: store.prepare('UPDATE cloud_outbox SET content = ? WHERE seq = ?'),
       delete: store.prepare('DELETE FROM cloud_outbox WHERE seq = ?'),
       next: store.prepare('SELECT seq, resource, content FROM cloud_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
+      one: store.prepare('SELECT resource, content FROM cloud_outbox WHERE seq = ?'),
       oldest: store.prepare('SELECT seq, length(resource) + length(content) AS size FROM cloud_outbox WHERE seq > ? ORDER BY seq LIMIT 100'),
       meta: store.prepare('SELECT value FROM cloud_meta WHERE key = ?'),
       setMeta: store.prepare('INSERT OR REPLACE INTO cloud_meta (key, value) VALUES (?, ?)'),
@@ -129,6 +147,8 @@ export class Outbox {
     let dropped = 0;
     const remove = (seq: number, size: number) => {
       this.dropping.add(seq);
+      // One the cloud never answered is as old as any: it makes room too.
+      this.unconfirmed.delete(this.msgId(seq));
       this.bytes -= size;
       this.queued--;
       dropped++;
@@ -176,8 +196,12 @@ export class Outbox {
     this.dropped += count;
   }
 
-  /** The next reports to send on this connection, in order; each is in flight until answered or the connection ends. */
-  take(limit: number): Report[] {
+  private msgId(seq: number): string {
+    return `${this.id}-${seq}`;
+  }
+
+  /** The next reports to send on this connection, in order; each is in flight until answered, overdue or the connection ends. */
+  take(limit: number, now = Date.now()): Report[] {
     const rows = this.statements.next.all(this.cursor, limit) as Array<{ seq: number; resource: string; content: string }>;
     const reports: Report[] = [];
     for (const row of rows) {
@@ -186,18 +210,44 @@ export class Outbox {
       // The row may not have the latest merge committed yet; from now on it is closed to merges.
       const open = this.close(row.seq);
       const content = open ? JSON.stringify(open.content) : row.content;
-      const msgId = `${this.id}-${row.seq}`;
-      this.inFlight.set(msgId, { seq: row.seq, size: size(row.resource, content) });
+      const msgId = this.msgId(row.seq);
+      this.inFlight.set(msgId, { seq: row.seq, size: size(row.resource, content), sentAt: now });
       reports.push({ seq: row.seq, msgId, resource: row.resource, content });
     }
     return reports;
   }
 
-  /** The cloud answered a report: it is done. False for a message id that is not in flight. */
+  /**
+   * Reports to send again now, oldest first, at most `limit`: those in flight for `resendMs` leave
+   * the window for good, and each unanswered one is due again `resendMs` after its last send.
+   */
+  overdue(resendMs: number, limit: number, now = Date.now()): Report[] {
+    for (const [msgId, sent] of this.inFlight) {
+      if (now - sent.sentAt < resendMs) continue;
+      this.inFlight.delete(msgId);
+      this.unconfirmed.set(msgId, sent);
+    }
+    const due = [...this.unconfirmed].filter(([, sent]) => now - sent.sentAt >= resendMs).sort(([, a], [, b]) => a.seq - b.seq);
+    const reports: Report[] = [];
+    for (const [msgId, sent] of due.slice(0, limit)) {
+      const row = this.statements.one.get(sent.seq) as { resource: string; content: string } | undefined;
+      if (!row) {
+        this.unconfirmed.delete(msgId);
+        continue;
+      }
+      sent.sentAt = now;
+      this.resent++;
+      reports.push({ seq: sent.seq, msgId, resource: row.resource, content: row.content });
+    }
+    return reports;
+  }
+
+  /** The cloud answered a report: it is done. False for a message id that is neither in flight nor unconfirmed. */
   answered(msgId: string): boolean {
-    const sent = this.inFlight.get(msgId);
+    const sent = this.inFlight.get(msgId) ?? this.unconfirmed.get(msgId);
     if (!sent) return false;
     this.inFlight.delete(msgId);
+    this.unconfirmed.delete(msgId);
     this.queued--;
     this.bytes -= sent.size;
     this.deleting.add(sent.seq);
@@ -219,9 +269,10 @@ export class Outbox {
     return open;
   }
 
-  /** The connection ended: what was in flight is sent again, in order, on the next one. */
+  /** The connection ended: what was in flight or unconfirmed is sent again, in order, on the next one. */
   rewind(): void {
     this.inFlight.clear();
+    this.unconfirmed.clear();
     this.cursor = 0;
   }
 
@@ -230,6 +281,14 @@ export class Outbox {
   }
 
   stats(): OutboxStats {
-    return { queued: this.queued, bytes: this.bytes, inFlight: this.inFlight.size, dropped: this.dropped, coalesced: this.coalesced };
+    return {
+      queued: this.queued,
+      bytes: this.bytes,
+      inFlight: this.inFlight.size,
+      unconfirmed: this.unconfirmed.size,
+      resent: this.resent,
+      dropped: this.dropped,
+      coalesced: this.coalesced,
+    };
   }
 }

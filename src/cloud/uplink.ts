@@ -3,12 +3,14 @@
  * manages as `device/<ns>/<name>/twin/edge_updated`, every state change as
  * `device/<ns>/<name>/state/update`, staged in the outbox with the change itself. Changes the
  * cloud made are not echoed back, nor properties whose visitor says `reportToCloud: false`.
+ * A state message carries the last-online time in the form of the configured KubeEdge release.
  */
 import { randomUUID } from 'node:crypto';
 import type { Remove } from '../module.js';
 import type { PendingEvent, Twins } from '../twin/twins.js';
 import type { MsgTwin } from '../twin/types.js';
 import type { Outbox } from './outbox.js';
+import type { StateDialect } from './versions.js';
 
 export const twinResource = (namespace: string, name: string) => `device/${namespace}/${name}/twin/edge_updated`;
 export const stateResource = (namespace: string, name: string) => `device/${namespace}/${name}/state/update`;
@@ -22,7 +24,7 @@ const mergeTwins = (older: Record<string, unknown>, newer: Record<string, unknow
 });
 const keepNewer = (_older: Record<string, unknown>, newer: Record<string, unknown>) => newer;
 
-export function stageReports(twins: Twins, outbox: Outbox, reports: ReportFilter): Remove {
+export function stageReports(twins: Twins, outbox: Outbox, reports: ReportFilter, dialect: StateDialect): Remove {
   return twins.onStaged((pending: PendingEvent) => {
     if (pending.event.origin === 'cloud') return;
     if (pending.kind === 'changed') {
@@ -37,7 +39,8 @@ export function stageReports(twins: Twins, outbox: Outbox, reports: ReportFilter
     }
     const { device } = pending.event;
     if (!device.managed || !reports(device.id)) return;
-    const content = { event_id: randomUUID(), timestamp: Date.now(), device: { name: device.name, state: device.state, last_online: device.lastOnline || undefined } };
+    const now = new Date();
+    const content = { event_id: randomUUID(), timestamp: now.getTime(), device: dialect.device(device.name, device.state, device.lastOnline, now) };
     outbox.stage(stateResource(device.namespace, device.name), content, `state:${device.id}`, keepNewer);
   });
 }

@@ -38,6 +38,15 @@ export interface DeviceProperty {
   reportCycleMs?: number;
   reportToCloud: boolean;
   desired?: SeedValue;
+  /** v1beta1 `pushMethod` (with `dbMethod`), which only a DMI mapper acts on. */
+  pushMethod?: Record<string, unknown>;
+}
+
+/** v1beta1 `spec.methods`: named groups of properties a DMI mapper serves. */
+export interface DeviceMethod {
+  name: string;
+  description?: string;
+  propertyNames?: string[];
 }
 
 export interface DeviceProtocol {
@@ -77,6 +86,10 @@ export interface Device {
   /** Reported values carried in a manifest's status, used only to seed an empty twin. */
   reported: Record<string, SeedValue>;
   fields: DeviceFields;
+  /** v1beta1 `spec.methods`, passed through to DMI mappers. */
+  methods?: DeviceMethod[];
+  /** v1beta1 `spec.stateReport`: how often a DMI mapper reports the device's state, and whether to the cloud. */
+  stateReport?: { reportCycle?: number; reportToCloud?: boolean };
 }
 
 export interface ManifestSource {

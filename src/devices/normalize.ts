@@ -163,7 +163,10 @@ export function deviceFromV1beta1(d: DeviceV1beta1): Device {
       reportCycleMs: cycleToMs(p.reportCycle),
       reportToCloud: p.reportToCloud,
       desired: p.desired?.value === undefined ? undefined : { value: p.desired.value, type: p.desired.metadata?.type },
+      pushMethod: p.pushMethod ?? undefined,
     })),
+    methods: d.spec.methods ?? undefined,
+    stateReport: d.spec.stateReport ?? undefined,
     reported,
     fields: {
       protocol: 'spec.protocol.configData',

@@ -139,10 +139,14 @@ export const deviceV1beta1 = v.looseObject({
           reportCycle: v.optional(cycle),
           reportToCloud: v.optional(v.boolean(), false),
           desired: v.nullish(twinValue),
+          /** Where the mapper pushes values itself (HTTP, MQTT, OTEL, a database): a DMI mapper's business, passed through. */
+          pushMethod: v.nullish(looseRecord),
         }),
       ),
       [],
     ),
+    methods: v.nullish(v.array(v.looseObject({ name: nonEmpty, description: v.optional(v.string()), propertyNames: v.optional(v.array(v.string())) }))),
+    stateReport: v.nullish(v.looseObject({ reportCycle: v.optional(v.number()), reportToCloud: v.optional(v.boolean()) })),
   }),
   status: statusTwins,
 });

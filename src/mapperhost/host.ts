@@ -13,10 +13,18 @@ import { TransportPool } from './transports.js';
  * A device as its runner sees it: the Device and its DeviceModel without where they were read
  * from or the twin values they seed (a new desired value is a twin change, not a new device).
  */
-function servedAs(device: Device, models: Map<string, DeviceModel>): string {
+function servedAs(device: Device, models: Map<string, DeviceModel>, external: string | undefined): string {
   const { source: _deviceSource, fields: _fields, reported: _reported, properties, ...rest } = device as Device & { source?: unknown };
   const { source: _modelSource, ...model } = (models.get(device.modelId) ?? {}) as DeviceModel & { source?: unknown };
-  return JSON.stringify([rest, properties.map(({ desired: _desired, ...property }) => property), model]);
+  return JSON.stringify([external, rest, properties.map(({ desired: _desired, ...property }) => property), model]);
+}
+
+/** Mapper processes outside the agent (KubeEdge DMI mappers) that take whole protocols over from the in-process mappers. */
+export interface ExternalMappers {
+  /** The name of the mapper serving the protocol, if one does. */
+  nameFor(protocol: string): string | undefined;
+  /** Called when a protocol gains or changes its mapper. */
+  onChanged(listener: () => void): Remove;
 }
 
 export interface MapperHostDeps {
@@ -25,6 +33,8 @@ export interface MapperHostDeps {
   catalog: DeviceCatalog;
   /** The agent's event bus, whose connectUrl mappers of MQTT devices connect to (known once it listens). */
   bus: { readonly connectUrl: string };
+  /** When DMI is enabled: the protocols its mappers serve are not served here. */
+  external?: ExternalMappers;
   log: Logger;
 }
 
@@ -54,6 +64,7 @@ export class MapperHost implements Module {
       }),
       catalog.onChanged(({ devices, models }) => this.apply(devices, models)),
       this.twins.onDesire((deviceId, property, value) => this.runners.get(deviceId)?.checkDesired(property, value)),
+      ...(this.deps.external ? [this.deps.external.onChanged(() => this.apply(catalog.managed(), catalog.current.models))] : []),
     ];
     for (const device of catalog.managed()) this.serve(device, catalog.current.models);
     this.log.info({ devices: this.runners.size, protocols: [...this.byProtocol.keys()] }, 'mapper host started');
@@ -67,7 +78,7 @@ export class MapperHost implements Module {
     const wanted = new Map(devices.map((d) => [d.id, d]));
     const stale = [...this.served.keys()].filter((id) => {
       const device = wanted.get(id);
-      return !device || this.served.get(id) !== servedAs(device, models);
+      return !device || this.served.get(id) !== servedAs(device, models, this.external(device));
     });
     await Promise.all(stale.map((id) => this.runners.get(id)?.stop()));
     for (const id of stale) {
@@ -77,10 +88,23 @@ export class MapperHost implements Module {
     for (const device of devices) if (!this.served.has(device.id)) this.serve(device, models);
   }
 
+  /** Who serves the device: `dmi:<mapper>`, `built-in:<protocol>`, or undefined when nobody can. */
+  servedBy(device: Device): string | undefined {
+    const external = this.external(device);
+    if (external) return `dmi:${external}`;
+    return this.byProtocol.has(device.protocol.name) ? `built-in:${device.protocol.name}` : undefined;
+  }
+
+  private external(device: Device): string | undefined {
+    return this.deps.external?.nameFor(device.protocol.name);
+  }
+
   private serve(device: Device, models: Map<string, DeviceModel>): void {
+    const external = this.external(device);
+    this.served.set(device.id, servedAs(device, models, external));
+    if (external) return;
     const mapper = this.byProtocol.get(device.protocol.name);
     const model = models.get(device.modelId);
-    this.served.set(device.id, servedAs(device, models));
     if (!mapper || !model) {
       const reason = mapper ? `no DeviceModel ${device.modelId}` : `no mapper for protocol ${JSON.stringify(device.protocol.name)}`;
       this.log.warn({ device: device.id, protocol: device.protocol.name, reason }, 'device not served');

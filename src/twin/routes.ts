@@ -20,7 +20,10 @@ export type DeviceDetail = ReturnType<typeof deviceDetail>;
 /** `GET /api/v1/devices/{ns}/{name}/twin`: KubeEdge's twin, its metadata with the last write the device refused. */
 export type TwinView = Record<string, MsgTwin & { metadata?: { writeError?: string } }>;
 
-function deviceSummary(device: DeviceRecord) {
+/** Who serves a device (`built-in:<protocol>`, `dmi:<mapper>`), undefined when nobody can. */
+export type ServedBy = (deviceId: string) => string | undefined;
+
+function deviceSummary(device: DeviceRecord, servedBy: ServedBy) {
   return {
     id: device.id,
     namespace: device.namespace,
@@ -30,6 +33,7 @@ function deviceSummary(device: DeviceRecord) {
     reason: device.stateReason,
     lastOnline: device.lastOnline,
     managed: device.managed,
+    servedBy: device.managed ? servedBy(device.id) : undefined,
     properties: device.twin.size,
   };
 }
@@ -44,11 +48,11 @@ function twinView(device: DeviceRecord): TwinView {
   return twin;
 }
 
-function deviceDetail(twins: Twins, device: DeviceRecord) {
-  return { ...deviceSummary(device), attributes: device.attributes, twin: twinView(device), delta: twins.delta(device.id)?.delta ?? {} };
+function deviceDetail(twins: Twins, device: DeviceRecord, servedBy: ServedBy) {
+  return { ...deviceSummary(device, servedBy), attributes: device.attributes, twin: twinView(device), delta: twins.delta(device.id)?.delta ?? {} };
 }
 
-export function twinRoutes(twins: Twins): Route[] {
+export function twinRoutes(twins: Twins, servedBy: ServedBy): Route[] {
   const device = (params: Record<string, string>): DeviceRecord => {
     const found = twins.get(`${params.namespace}/${params.name}`);
     if (!found) throw new AgentError(404, `device ${params.namespace}/${params.name} not found`);
@@ -56,8 +60,8 @@ export function twinRoutes(twins: Twins): Route[] {
   };
   const base = '/api/v1/devices/:namespace/:name';
   return [
-    { method: 'GET', path: '/api/v1/devices', handle: () => ({ devices: twins.list().map(deviceSummary) }) },
-    { method: 'GET', path: base, handle: ({ params }) => deviceDetail(twins, device(params)) },
+    { method: 'GET', path: '/api/v1/devices', handle: () => ({ devices: twins.list().map((d) => deviceSummary(d, servedBy)) }) },
+    { method: 'GET', path: base, handle: ({ params }) => deviceDetail(twins, device(params), servedBy) },
     { method: 'GET', path: `${base}/twin`, handle: ({ params }) => twinView(device(params)) },
     ...(['desired', 'reported'] as const).map(
       (side): Route => ({
@@ -88,7 +92,7 @@ export function twinRoutes(twins: Twins): Route[] {
         const { state } = await body(stateBody);
         const updated = twins.setState(device(params).id, state, 'api');
         await twins.flushed();
-        return deviceSummary(updated);
+        return deviceSummary(updated, servedBy);
       },
     },
   ];

@@ -143,7 +143,7 @@ export function checkTwinUpdate(update: TwinUpdate): void {
     if (twin.expected?.value !== undefined) checkTwinValue(twin.expected.value);
     if (twin.actual?.value !== undefined) checkTwinValue(twin.actual.value);
     const type = twin.metadata?.type;
-    if (type !== undefined && !(TWIN_TYPES as readonly string[]).includes(type)) throw new TwinError(400, `the value type is not allowed ${type}`);
+    if (type !== undefined && !(TWIN_TYPES as readonly string[]).includes(type)) throw new TwinError(400, 'the value type is not allowed');
   }
 }
 
@@ -252,7 +252,7 @@ export class Twins {
   update(deviceId: string, update: TwinUpdate, origin: Origin, eventId = ''): TwinChange {
     checkTwinUpdate(update);
     const device = this.devices.get(deviceId);
-    if (!device) throw new TwinError(404, 'Update rejected due to the device is not existed');
+    if (!device) throw new TwinError(404, 'update rejected due to the device is not existed');
     const now = Date.now();
     this.sweep(device, now);
     const staged = new Map<string, { property: TwinProperty; reported: boolean }>();

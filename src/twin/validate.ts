@@ -55,6 +55,6 @@ export function checkValueType(type: string, value: string): void {
       if (value !== 'true' && value !== 'false') throw new TwinError(400, 'the bool value must be true or false');
       return;
     default:
-      throw new TwinError(400, `the value type is not allowed ${type}`);
+      throw new TwinError(400, 'the value type is not allowed');
   }
 }

@@ -5,8 +5,10 @@
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { DgramSocket } from 'node-unix-socket';
+
+type UnixSockets = typeof import('node-unix-socket');
 
 const EVENT = /^<(\d)>(.*)$/s;
 
@@ -20,6 +22,21 @@ export interface WpaEvent {
 
 let nextLocalId = 0;
 
+/**
+ * node-unix-socket is an optional dependency loaded here, not at import: its binaries exist for
+ * linux-x64 only (none for arm64 or armhf), and without it only this backend is lost, not the agent.
+ */
+function dgramSocket(): InstanceType<UnixSockets['DgramSocket']> {
+  try {
+    return new (createRequire(import.meta.url)('node-unix-socket') as UnixSockets).DgramSocket();
+  } catch (error) {
+    const why = (error as Error).message.split('\n', 1)[0];
+    throw new WpaCtrlError(
+      `WiFi control through wpa_supplicant is unavailable on ${process.platform}-${process.arch}: node-unix-socket cannot load (${why}); wifi.backend: networkmanager works without it`,
+    );
+  }
+}
+
 interface Pending {
   command: string;
   resolve: (reply: string) => void;
@@ -28,7 +45,7 @@ interface Pending {
 }
 
 export class WpaCtrl extends EventEmitter<{ event: [WpaEvent] }> {
-  private readonly socket = new DgramSocket();
+  private readonly socket = dgramSocket();
   private readonly localPath: string;
   /** Replies carry no request id, so requests go one at a time. */
   private queue: Promise<unknown> = Promise.resolve();

@@ -4,6 +4,7 @@
  * at most one line per address per interval, counting the refusals it stands for.
  */
 import type { Logger } from '../log.js';
+import { TokenBucket } from '../rate-limit.js';
 
 /** Addresses remembered at most; past that, those with nothing left to remember are forgotten. */
 const MAX_ADDRESSES = 10_000;
@@ -16,25 +17,18 @@ export interface HandshakeLimits {
 }
 
 export class HandshakeLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly buckets = new Map<string, TokenBucket>();
 
   constructor(private readonly limits: HandshakeLimits) {}
 
   /** Whether `address` may start a handshake now; if so, it is counted. */
   admit(address: string, now = performance.now()): boolean {
-    const bucket = this.buckets.get(address) ?? { tokens: this.limits.burst, at: now };
-    bucket.tokens = this.refilled(bucket, now);
-    bucket.at = now;
-    const admitted = bucket.tokens >= 1;
-    if (admitted) bucket.tokens -= 1;
-    this.buckets.set(address, bucket);
+    let bucket = this.buckets.get(address);
+    if (!bucket) this.buckets.set(address, (bucket = new TokenBucket(this.limits.burst, this.limits.perSecond, now)));
+    const admitted = bucket.take(now);
     // A full bucket is what an address never seen gets: forgetting it changes nothing.
-    if (this.buckets.size > MAX_ADDRESSES) forget(this.buckets, (b) => this.refilled(b, now) >= this.limits.burst);
+    if (this.buckets.size > MAX_ADDRESSES) forget(this.buckets, (b) => b.full(now));
     return admitted;
-  }
-
-  private refilled(bucket: { tokens: number; at: number }, now: number): number {
-    return Math.min(this.limits.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.limits.perSecond);
   }
 }
 

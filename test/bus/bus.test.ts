@@ -17,7 +17,9 @@ const UNKNOWN = '$hw/events/device/default/no-such-device';
 const MEMBERSHIP = '$hw/events/node/test-node/membership/get';
 const MAX_PAYLOAD = 4096;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const LAST_ONLINE = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
+/** KubeEdge ≥ 1.19 (the default `cloud.kubeedgeVersion`): RFC 3339 in UTC, whole seconds. */
+const LAST_ONLINE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+const UNMARSHAL = /^Unmarshal update request body failed, please check the request$/;
 
 const anyTimestamp = { timestamp: expect.any(Number) };
 /** A twin value as the agent sends it: the value and `metadata.timestamp`. */
@@ -158,16 +160,16 @@ describe('KubeEdge device protocol on the embedded broker (mqtt.js client)', () 
   });
 
   describe('state/update', () => {
-    it('answers with {device: {name, state, last_online}} under a new event_id', async () => {
+    it('answers with {device: {name, state, lastOnlineTime}} under a new event_id', async () => {
       const result = await request(client, `${SENSOR}/state/update`, JSON.stringify({ event_id: 'state-1', timestamp: Date.now(), state: 'online' }), `${SENSOR}/state/update/result`);
       expect(result).toEqual({
         event_id: expect.stringMatching(UUID),
         timestamp: expect.any(Number),
-        device: { name: 'sensor-01', state: 'online', last_online: expect.stringMatching(LAST_ONLINE) },
+        device: { name: 'sensor-01', state: 'online', lastOnlineTime: expect.stringMatching(LAST_ONLINE_TIME) },
       });
     });
 
-    it('keeps the case given and clears last_online for a state that is not online', async () => {
+    it('keeps the case given and leaves lastOnlineTime out for a state that is not online', async () => {
       const result = await request(client, `${SENSOR}/state/update`, JSON.stringify({ state: 'Offline' }), `${SENSOR}/state/update/result`);
       expect(result.device).toEqual({ name: 'sensor-01', state: 'Offline' });
     });
@@ -223,7 +225,7 @@ describe('KubeEdge device protocol on the embedded broker (mqtt.js client)', () 
 
     it('malformed JSON on twin/update', async () => {
       const result = await request(client, `${SENSOR}/twin/update`, '{"event_id":"x","twin":{', `${SENSOR}/twin/update/result`);
-      expectError(result, { eventId: '', code: 400, reason: /Unmarshal/ });
+      expectError(result, { eventId: '', code: 400, reason: UNMARSHAL });
       await expectStillWorking();
     });
 
@@ -235,7 +237,7 @@ describe('KubeEdge device protocol on the embedded broker (mqtt.js client)', () 
 
     it('a twin/update without `twin`', async () => {
       const result = await request(client, `${SENSOR}/twin/update`, '{"event_id":"no-twin"}', `${SENSOR}/twin/update/result`);
-      expectError(result, { eventId: 'no-twin', code: 400, reason: /twin/ });
+      expectError(result, { eventId: 'no-twin', code: 400, reason: /^Update twin error, key:twin does not exist$/ });
       await expectStillWorking();
     });
 
@@ -260,7 +262,7 @@ describe('KubeEdge device protocol on the embedded broker (mqtt.js client)', () 
     it('a value that is a JSON number instead of a string', async () => {
       const payload = JSON.stringify({ event_id: 'number-value', twin: { temperature: { actual: { value: 23.5 } } } });
       const result = await request(client, `${SENSOR}/twin/update`, payload, `${SENSOR}/twin/update/result`);
-      expectError(result, { eventId: 'number-value', code: 400, reason: /temperature/ });
+      expectError(result, { eventId: 'number-value', code: 400, reason: UNMARSHAL });
       await expectStillWorking();
     });
 
@@ -277,10 +279,15 @@ describe('KubeEdge device protocol on the embedded broker (mqtt.js client)', () 
 
     it('an unknown device (404) on twin/update and twin/get', async () => {
       const update = await request(client, `${UNKNOWN}/twin/update`, updatePayload('ghost', { temperature: { actual: { value: '1' } } }), `${UNKNOWN}/twin/update/result`);
-      expectError(update, { eventId: 'ghost', code: 404, reason: /Update rejected due to the device is not existed/ });
+      expectError(update, { eventId: 'ghost', code: 404, reason: /^update rejected due to the device is not existed$/ });
       const get = await twinGet(UNKNOWN, 'ghost-get');
       expectError(get, { eventId: 'ghost-get', code: 404, reason: /not found/ });
       await expectStillWorking();
+    });
+
+    it('a state KubeEdge 1.18+ dropped (disconnected) on state/update', async () => {
+      const result = await request(client, `${SENSOR}/state/update`, JSON.stringify({ event_id: 'old-state', state: 'disconnected' }), `${SENSOR}/state/update/result`);
+      expectError(result, { eventId: 'old-state', code: 400, reason: /^state "disconnected" is not one of online, offline, ok, unknown, unhealthy$/ });
     });
 
     it('an invalid state on state/update', async () => {
@@ -346,7 +353,7 @@ describe('KubeEdge device protocol on the embedded broker (mosquitto_pub / mosqu
     expect(reply!.body).toEqual({
       event_id: expect.stringMatching(UUID),
       timestamp: expect.any(Number),
-      device: { name: 'sensor-01', state: 'online', last_online: expect.stringMatching(LAST_ONLINE) },
+      device: { name: 'sensor-01', state: 'online', lastOnlineTime: expect.stringMatching(LAST_ONLINE_TIME) },
     });
   });
 
@@ -396,7 +403,7 @@ describe('KubeEdge device protocol on the embedded broker (mosquitto_pub / mosqu
     });
 
     it('a value that is a number', async () => {
-      await expectErrorThenWorking(`${SENSOR}/twin/update`, '{"event_id":"num","twin":{"count":{"actual":{"value":5}}}}', { eventId: 'num', code: 400, reason: /count/ });
+      await expectErrorThenWorking(`${SENSOR}/twin/update`, '{"event_id":"num","twin":{"count":{"actual":{"value":5}}}}', { eventId: 'num', code: 400, reason: UNMARSHAL });
     });
 
     it('"abc" for an int twin', async () => {

@@ -151,6 +151,20 @@ describe('certificate bootstrap with the join token', () => {
     expect(longLived.issued.map((issued) => issued.via)).toEqual(['token', 'token']);
   });
 
+  it('requests a new certificate after a node rename: a stored one is reused only for CN=system:node:<node>', async () => {
+    const opts = options();
+    const first = await ensureCredentials(opts);
+    const renamed = { ...opts, node: 'edge-renamed' };
+    const error = await certificateError(ensureCredentials({ ...renamed, token: undefined }));
+    expect(error.message).toMatch(/is for system:node:edge-1, not system:node:edge-renamed, and there is no join token/);
+    const again = await ensureCredentials(renamed);
+    expect(again.certPem).not.toBe(first.certPem);
+    expect(subjectOf(again.certPem)).toBe('O=system:nodes\nCN=system:node:edge-renamed');
+    expect(hub.issued.at(-1)).toMatchObject({ node: 'edge-renamed', via: 'token' });
+    // The new one is reused from now on.
+    expect(await ensureCredentials({ ...renamed, token: undefined })).toEqual(again);
+  });
+
   it('does not use a stored key that does not belong to the stored certificate', async () => {
     const opts = options({ token: undefined });
     const first = await ensureCredentials({ ...opts, token: hub.token });
@@ -309,6 +323,13 @@ describe('the CloudHub websocket with these credentials', () => {
       expect(hub.nodes.get(NODE)).toMatchObject({ namespace: 'default', node: { metadata: { name: NODE } } });
     });
 
+    it('answers a second registration of the node with AlreadyExists and no object, as the apiserver does', async () => {
+      const insert = newMessage({ source: 'edged', group: 'meta', operation: 'insert', resource: `default/node/${NODE}` }, { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
+      edge.send(insert);
+      const answer = await edge.next((m) => m.header.parent_msg_id === insert.header.msg_id);
+      expect(answer.content).toMatchObject({ Object: null, Err: { ErrStatus: { reason: 'AlreadyExists', code: 409 } } });
+    });
+
     it('patches the node status, given as JSON or base64 of it', async () => {
       const conditions = [
         { type: 'Ready', status: 'True' },
@@ -325,6 +346,7 @@ describe('the CloudHub websocket with these credentials', () => {
     });
 
     it('confirms twin reports with "OK" unless told not to, and never answers keepalives', async () => {
+      hub.devices.add('default/sensor');
       const report = twinReport('device/default/sensor/twin/edge_updated', { event_id: 'e1', timestamp: 1, twin: {} });
       edge.send(report);
       const confirmed = await edge.next((m) => m.header.parent_msg_id === report.header.msg_id);
@@ -341,6 +363,40 @@ describe('the CloudHub websocket with these credentials', () => {
       await edge.next((m) => m.header.parent_msg_id === marker.header.msg_id);
       const answered = new Set(edge.received.map((m) => m.header.parent_msg_id));
       expect(unanswered.filter((m) => answered.has(m.header.msg_id))).toEqual([]);
+    });
+
+    it('answers nothing for a device it does not know, nor when the status patch fails', async () => {
+      hub.devices.add('default/sensor');
+      const unknown = twinReport('device/default/nobody/twin/edge_updated', { event_id: 'u', timestamp: 1, twin: {} });
+      edge.send(unknown);
+      hub.failPatches = true;
+      const failing = twinReport('device/default/sensor/twin/edge_updated', { event_id: 'f', timestamp: 1, twin: {} });
+      edge.send(failing);
+      await hub.waitFor((m) => m.header.msg_id === failing.header.msg_id);
+      hub.failPatches = false;
+      const marker = twinReport('device/default/sensor/state/update', '{"device":{"state":"online"}}');
+      edge.send(marker);
+      await edge.next((m) => m.header.parent_msg_id === marker.header.msg_id);
+      const answered = new Set(edge.received.map((m) => m.header.parent_msg_id));
+      expect(answered.has(unknown.header.msg_id)).toBe(false);
+      expect(answered.has(failing.header.msg_id)).toBe(false);
+    });
+
+    it('sends a message needing an acknowledgement again every resendMs until acknowledged', async () => {
+      hub.resendMs = 100;
+      try {
+        const message = newMessage({ source: 'edgecontroller', group: 'resource', operation: 'insert', resource: 'default/configmap/settings' }, { data: {} });
+        hub.send(message);
+        await waitFor('three deliveries', () => (hub.deliveries.get(message.header.msg_id) ?? 0) >= 3, { timeoutMs: 5000 });
+        edge.send(responseTo(message, 'OK'));
+        await waitFor('the ack seen', () => hub.acked.has(message.header.msg_id));
+        const delivered = hub.deliveries.get(message.header.msg_id)!;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(hub.deliveries.get(message.header.msg_id)).toBe(delivered);
+        expect(edge.received.filter((m) => m.header.msg_id === message.header.msg_id).length).toBe(delivered);
+      } finally {
+        hub.resendMs = 5000;
+      }
     });
 
     it('sends device messages as devicecontroller does and records the acks', async () => {

@@ -395,7 +395,18 @@ describe('v1beta1 normalization', () => {
         name: 'virtualProtocol',
         config: { deviceID: 2, serialPort: '/dev/ttyS0', baudRate: 9600, dataBits: 8, parity: 'even', stopBits: 1, protocolID: 1 },
       },
-      properties: [{ name: 'status', visitor: { dataType: 'int' }, collectCycleMs: 1000, reportCycleMs: 1000, reportToCloud: true, desired: undefined }],
+      properties: [
+        {
+          name: 'status',
+          visitor: { dataType: 'int' },
+          collectCycleMs: 1000,
+          reportCycleMs: 1000,
+          reportToCloud: true,
+          desired: undefined,
+          // For a DMI mapper, passed through.
+          pushMethod: { mqtt: { address: 'tcp://127.0.0.1:1883', topic: 'status', qos: 0, retained: false } },
+        },
+      ],
       reported: { status: { value: '100', type: 'integer' } },
       fields: { protocol: 'spec.protocol.configData', properties: 'spec.properties', visitors: { status: 'spec.properties.0.visitors.configData' } },
       source: { file: expect.stringContaining('vled-instance.yaml'), index: 0 },

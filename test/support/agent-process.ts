@@ -1,7 +1,9 @@
 /** Runs `edge-agent start` as a child process and waits for its "agent ready" log line. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readApiToken } from '../../src/api/token.js';
 import { authorizedFetch, type ApiFetch } from './api.js';
@@ -9,10 +11,12 @@ import { authorizedFetch, type ApiFetch } from './api.js';
 /** The compiled CLI, beside this file's compiled form in dist/. */
 const COMPILED_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
-/** The Node.js flags the CLI's `#!/usr/bin/env -S node …` line gives the agent, so runs here match real ones. */
+/** The Node.js flags the launcher (bin/edge-agent, two folders above dist/src/cli.js) gives the agent, so runs here match real ones. */
 export function agentNodeFlags(cli = COMPILED_CLI): string[] {
-  const shebang = readFileSync(cli, 'utf8').split('\n', 1)[0]!;
-  return shebang.split(/\s+/).filter((word) => word.startsWith('--'));
+  const launcher = readFileSync(resolve(dirname(cli), '../../bin/edge-agent'), 'utf8');
+  const flags = /^NODE_FLAGS="([^"]*)"$/m.exec(launcher);
+  if (!flags) throw new Error('bin/edge-agent has no NODE_FLAGS="…" line');
+  return flags[1]!.split(/\s+/).filter(Boolean);
 }
 
 export interface AgentProcess {
@@ -32,8 +36,10 @@ export interface AgentProcess {
 export function spawnAgent(args: string[], options: { env?: NodeJS.ProcessEnv; cli?: string } = {}): Promise<AgentProcess> {
   const started = performance.now();
   const cli = options.cli ?? COMPILED_CLI;
+  // Each agent its own DMI socket unless the test names one: as root the default is EdgeCore's one /etc/kubeedge/dmi.sock.
+  const dmiSocket = { EDGE_AGENT_DMI__SOCKET: join(mkdtempSync(join(tmpdir(), 'edge-agent-dmi-')), 'dmi.sock') };
   const child = spawn(process.execPath, [...agentNodeFlags(cli), cli, 'start', '--mqtt-port', '0', '--api-port', '0', ...args], {
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...dmiSocket, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));

@@ -49,6 +49,8 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
     profiles: options.profiles ?? [TEST_PROFILES],
     mqtt: { port: 0, url: options.mqttUrl, ...(options.maxPayloadBytes ? { maxPayloadBytes: options.maxPayloadBytes } : {}) },
     api: { port: 0 },
+    // Each agent its own DMI socket: as root the default is EdgeCore's one /etc/kubeedge/dmi.sock.
+    dmi: { socket: join(dataDir, 'dmi.sock') },
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
   };
   const config = resolveConfig({ flags: merge(flags, options.config ?? {}) });

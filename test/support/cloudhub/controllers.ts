@@ -1,7 +1,9 @@
 /**
  * What CloudCore's controllers answer to upstream messages (research §3, §4.2, §5): edgecontroller
- * registers and patches nodes, devicecontroller confirms twin and state reports, an operation
- * `response` acknowledges a downstream message, and keepalives get nothing.
+ * registers and patches nodes (AlreadyExists for a node registered before), devicecontroller
+ * confirms twin and state reports of devices it knows once it patched their status and answers
+ * nothing otherwise (upstream.go `continue`s on every error), an operation `response`
+ * acknowledges a downstream message, and keepalives get nothing.
  */
 import { randomUUID } from 'node:crypto';
 import { contentObject, MessageError, newMessage, type BeehiveMessage } from '../../../src/cloud/message.js';
@@ -18,6 +20,10 @@ export interface ControllerState {
   nodes: Map<string, RegisteredNode>;
   acked: Set<string>;
   answerTwin: boolean;
+  /** Devices devicecontroller has in its cache, `<ns>/<name>`: those sent down and not deleted. */
+  devices: Set<string>;
+  /** Whether patching a DeviceStatus fails (the apiserver refuses it): the report is then not answered. */
+  failPatches: boolean;
   errors: string[];
   /** The apiserver's last resourceVersion. */
   resourceVersion: number;
@@ -25,7 +31,7 @@ export interface ControllerState {
 
 const NODE = /^([^/]+)\/node\/([^/]+)$/;
 const NODE_PATCH = /^([^/]+)\/nodepatch\/([^/]+)$/;
-const TWIN_REPORT = /^device\/[^/]+\/[^/]+\/(twin\/edge_updated|state\/update)$/;
+const TWIN_REPORT = /^device\/([^/]+\/[^/]+)\/(twin\/edge_updated|state\/update)$/;
 
 const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -69,17 +75,23 @@ function strategicMerge(target: unknown, patch: unknown): unknown {
   return result;
 }
 
+/** The apiserver's answer to creating a node that exists, as client-go's StatusError marshals into ObjectResp.Err. */
+function alreadyExists(name: string): Json {
+  return { ErrStatus: { metadata: {}, status: 'Failure', message: `nodes "${name}" already exists`, reason: 'AlreadyExists', details: { name, kind: 'nodes' }, code: 409 } };
+}
+
 function registerNode(state: ControllerState, message: BeehiveMessage, namespace: string, name: string): BeehiveMessage {
   const node = contentObject(message);
   if (!isObject(node)) throw new MessageError(`node insert for ${name} does not carry a Node object`);
+  // edgecontroller's createNode is a plain Create: a node registered before is AlreadyExists, with no object.
+  if (state.nodes.has(name)) return objectResponse(message, null, alreadyExists(name));
   const metadata = isObject(node.metadata) ? node.metadata : {};
-  const previous = state.nodes.get(name)?.node.metadata as Json | undefined;
   const stored = {
     ...node,
     metadata: {
       ...metadata,
-      uid: previous?.uid ?? randomUUID(),
-      creationTimestamp: previous?.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      uid: randomUUID(),
+      creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
       resourceVersion: String(++state.resourceVersion),
     },
   };
@@ -110,7 +122,8 @@ export function answerUpstream(state: ControllerState, message: BeehiveMessage):
   if (node && operation === 'insert') return registerNode(state, message, node[1]!, node[2]!);
   const nodePatch = NODE_PATCH.exec(resource);
   if (nodePatch && operation === 'patch') return patchNode(state, message, nodePatch[2]!);
-  if (TWIN_REPORT.test(resource) && state.answerTwin) {
+  const report = TWIN_REPORT.exec(resource);
+  if (report && state.answerTwin && state.devices.has(report[1]!) && !state.failPatches) {
     const route = { source: 'devicecontroller', group: 'twin', operation: 'response', resource: 'twin' };
     return newMessage(route, 'OK', { parent_msg_id: message.header.msg_id });
   }

@@ -2,7 +2,9 @@
  * CloudHub's websocket side: accepts an edge whose upgrade carries `ConnectionUse: msg`, a
  * `node_id`, and a client certificate for `system:node:<node_id>`; reads one beehive message per
  * text frame and answers as CloudCore's controllers do. One session per node: a new connection
- * replaces the old one.
+ * replaces the old one. A downstream message that needs an acknowledgement is sent again every
+ * `resendMs` until the edge acknowledges it, forever, and again on every new connection
+ * (session/node_session.go sendMessageWithRetry, 5 s, requeued after 4 tries).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -17,6 +19,14 @@ interface Waiter {
 }
 
 const describe = (message: BeehiveMessage) => `${message.route.operation} ${message.route.resource}`;
+
+/** message_dispatcher.go noAckRequired, the cases the test hub sends: these go once, unacknowledged. */
+function needsAck(message: BeehiveMessage): boolean {
+  const { resource, operation } = message.route;
+  return !(resource.includes('membership') || resource.includes('twin/cloud_updated') || resource.includes('podlist') || message.route.group === 'user' || operation === 'response');
+}
+
+const DEVICE = /^([^/]+)\/device\/([^/]+)$/;
 
 export class Hub implements ControllerState {
   /** Every upstream message, in order (keepalives included). */
@@ -34,6 +44,16 @@ export class Hub implements ControllerState {
   onMessage?: (message: BeehiveMessage, bytes: number) => void;
   /** Whether twin reports and state updates get devicecontroller's "OK". */
   answerTwin = true;
+  /** Devices devicecontroller knows: those sent down with hub.send and not deleted. */
+  readonly devices = new Set<string>();
+  /** Whether devicecontroller's DeviceStatus patches fail: reports then go unanswered. */
+  failPatches = false;
+  /** How often an unacknowledged downstream message is sent again (CloudHub's sendRetryInterval: 5 s). */
+  resendMs = 5000;
+  /** How many times each downstream message was written to an edge, by msg_id. */
+  readonly deliveries = new Map<string, number>();
+  /** Downstream messages awaiting the edge's acknowledgement, by msg_id. */
+  private readonly unacked = new Map<string, { frame: string; timer: NodeJS.Timeout }>();
   resourceVersion = 1000;
   private readonly sessions = new Map<string, WebSocket>();
   private readonly waiters = new Set<Waiter>();
@@ -44,8 +64,34 @@ export class Hub implements ControllerState {
     return this.sessions.size;
   }
 
+  /** A downstream message, as a controller sends it: kept and sent again until acknowledged when CloudHub would. */
   send(message: BeehiveMessage): void {
-    this.sendRaw(JSON.stringify(message));
+    const device = message.route.group === 'resource' ? DEVICE.exec(message.route.resource) : null;
+    if (device) {
+      const id = `${device[1]}/${device[2]}`;
+      if (message.route.operation === 'delete') this.devices.delete(id);
+      else this.devices.add(id);
+    }
+    const frame = JSON.stringify(message);
+    const id = message.header.msg_id;
+    if (needsAck(message)) {
+      const timer = setInterval(() => {
+        if (this.sessions.size > 0) this.deliver(id, frame);
+      }, this.resendMs);
+      timer.unref();
+      this.unacked.set(id, { frame, timer });
+    }
+    this.deliver(id, frame);
+  }
+
+  /** Downstream messages the edge has not acknowledged yet. */
+  get unacknowledged(): number {
+    return this.unacked.size;
+  }
+
+  private deliver(id: string, frame: string): void {
+    this.sendRaw(frame);
+    this.deliveries.set(id, (this.deliveries.get(id) ?? 0) + 1);
   }
 
   /** Any text frame, to every connected edge. */
@@ -115,6 +161,8 @@ export class Hub implements ControllerState {
   private open(node: string, websocket: WebSocket): void {
     this.sessions.get(node)?.terminate();
     this.sessions.set(node, websocket);
+    // A new session starts with what the node has not acknowledged yet.
+    for (const [id, { frame }] of this.unacked) this.deliver(id, frame);
     websocket.on('close', () => {
       if (this.sessions.get(node) === websocket) this.sessions.delete(node);
     });
@@ -130,6 +178,11 @@ export class Hub implements ControllerState {
       for (const waiter of this.waiters) if (waiter.predicate(message)) waiter.resolve(message);
       const answer = answerUpstream(this, message);
       if (answer) websocket.send(JSON.stringify(answer));
+      const acknowledged = message.route.operation === 'response' ? message.header.parent_msg_id : undefined;
+      if (acknowledged && this.unacked.has(acknowledged)) {
+        clearInterval(this.unacked.get(acknowledged)!.timer);
+        this.unacked.delete(acknowledged);
+      }
     } catch (error) {
       if (!(error instanceof MessageError)) throw error;
       this.errors.push(`bad frame from ${node}: ${error.message}`);

@@ -22,6 +22,8 @@ export interface CloudHubOptions {
   edgeCertDays?: number;
   /** Lifetime of the join token's JWT, 24 h by default (CloudCore's), negative for an expired one. */
   tokenTtlS?: number;
+  /** How often an unacknowledged downstream message is sent again: 5000 (CloudHub's) by default. */
+  resendMs?: number;
 }
 
 const HOST = '127.0.0.1';
@@ -104,6 +106,7 @@ export async function startCloudHub(options: CloudHubOptions = {}): Promise<Clou
     }),
   );
   const cloud = new CloudHub(token, ca.pem, certificates, websockets);
+  if (options.resendMs !== undefined) cloud.resendMs = options.resendMs;
   certificates.server.on('request', certificateService({ ca, edgeCertDays: options.edgeCertDays ?? 365, issued: cloud.issued, errors: cloud.errors }));
   websockets.server.on('upgrade', cloud.upgrade);
   websockets.server.on('tlsClientError', (error) => cloud.errors.push(`TLS handshake on the hub failed: ${error.message}`));

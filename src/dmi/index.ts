@@ -1,0 +1,3 @@
+/** What the composition root loads when DMI is enabled. */
+export { DmiModule } from './module.js';
+export { MapperRegistry } from './registry.js';
