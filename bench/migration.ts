@@ -4,14 +4,15 @@
  * downtime and total time as QEMU reports them; baseline, same run: the same guests migrated by a
  * plain QMP script between two bare QEMUs over loopback TCP.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseImageManifest } from '../src/workloads/image.js';
-import { qemuArgs } from '../src/workloads/qemu/args.js';
+import { CONSOLE_FD, qemuArgs } from '../src/workloads/qemu/args.js';
 import { tempDir } from '../test/support/agent.js';
 import { freePort } from '../test/support/ports.js';
 import { spawnAgent, type AgentProcess } from '../test/support/agent-process.js';
@@ -53,6 +54,15 @@ async function qmp(path: string) {
   }
 }
 
+/** A QEMU with the agent's arguments, its console socket (CONSOLE_FD) read and dropped as the agent would read it. */
+function bareQemu(args: string[]): ChildProcess {
+  // No holes: Node skips them when it reads the array, which would shift the console off its fd.
+  const stdio: StdioOptions = Array.from({ length: CONSOLE_FD + 1 }, (_, fd) => (fd === CONSOLE_FD ? 'pipe' : 'ignore'));
+  const child = spawn('qemu-system-x86_64', args, { stdio });
+  (child.stdio[CONSOLE_FD] as Readable).resume();
+  return child;
+}
+
 /** Two bare QEMUs with the agent's own device set, the target on `-incoming tcp:`. */
 async function plainMigration(image: string, readyMs: number): Promise<Times> {
   const dir = tempDir('bench-plain-');
@@ -60,8 +70,8 @@ async function plainMigration(image: string, readyMs: number): Promise<Times> {
   const artifacts = Object.fromEntries(manifest.artifacts.map((a) => [a.role, join(IMAGES, image, a.file)]));
   const args = (id: string) => qemuArgs({ id, runDir: dir, manifest, artifacts, accel: 'tcg' });
   const port = await freePort();
-  const source = spawn('qemu-system-x86_64', args('source'), { stdio: 'ignore' });
-  const target = spawn('qemu-system-x86_64', [...args('target'), '-incoming', `tcp:127.0.0.1:${port}`], { stdio: 'ignore' });
+  const source = bareQemu(args('source'));
+  const target = bareQemu([...args('target'), '-incoming', `tcp:127.0.0.1:${port}`]);
   try {
     const [src, dst] = await Promise.all([qmp(join(dir, 'source.qmp')), qmp(join(dir, 'target.qmp'))]);
     await sleep(readyMs);

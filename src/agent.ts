@@ -5,6 +5,7 @@
  */
 import { builtinMappers } from '../mappers/index.js';
 import { healthRoutes } from './api/health.js';
+import { memoryRoutes } from './api/memory.js';
 import { readyRoutes } from './api/ready.js';
 import { ApiServer } from './api/server.js';
 import type { Bus } from './bus/bus.js';
@@ -51,7 +52,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   // Private whether or not the process umask is (cli.ts sets 077; an agent started in-process keeps its host's).
   makeDirPrivate(config.dataDir);
   makeRunDirPrivate(config.runDir);
-  const db = new Database(twinDatabase(config.dataDir), { synchronous: config.twin.synchronous, log });
+  const db = new Database(twinDatabase(config.dataDir), { synchronous: config.twin.synchronous, cacheKiB: config.twin.cacheKiB, log });
   const twins = new Twins(new TwinStore(db, config.twin.historySize), (error) => log.error({ err: error }, 'twin listener failed'), config.twin);
   watchFailingWrites({ twins, db, log });
   const catalog = new DeviceCatalog({ profiles: config.profiles, node: config.node, twins, validate: (loaded) => validateVisitors(loaded, builtinMappers), log });
@@ -96,6 +97,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     ...healthRoutes(config.node, bus, db),
     ...readyRoutes({ bus, database: db, databaseFile: twinDatabase(config.dataDir), cloud: cloud && (() => cloud.status().link) }),
     ...twinRoutes(twins, servedBy),
+    ...memoryRoutes(() => db.cacheKiB * 1024),
     ...(cloud ? [] : cloudDisabledRoutes),
     ...(workloads ? [] : workloadsDisabledRoutes),
     ...modules.flatMap((module) => module.routes ?? []),

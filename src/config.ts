@@ -27,6 +27,8 @@ const twinSection = v.strictObject({
   maxGetBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1024)), 256 * 1024),
   /** When twin.db syncs to the disk: `full`, acknowledged writes survive a power cut; `normal`, faster, they may not (src/db/database.ts). */
   synchronous: v.optional(v.picklist(SYNCHRONOUS_MODES), 'full'),
+  /** SQLite's page cache for twin.db, at most: the twin itself is held in memory, so a small cache costs reads little. */
+  cacheKiB: v.optional(v.pipe(v.number(), v.integer(), v.minValue(64)), 512),
 });
 const logSection = v.strictObject({ level: v.optional(v.picklist(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info') });
 

@@ -2,4 +2,5 @@
 export const DEVICES = 100;
 export const PROPERTIES = 10;
 
-export type WorkerCommand = { cmd: 'devices' } | { cmd: 'generate'; seconds: number } | { cmd: 'drained' };
+/** `generate`: every device reports its ten properties each second; `single`: one property per report, `reports` of them. */
+export type WorkerCommand = { cmd: 'devices' } | { cmd: 'generate'; seconds: number } | { cmd: 'single'; reports: number } | { cmd: 'drained' };

@@ -26,7 +26,7 @@ const config = resolveConfig({
       httpsPort: Number(env.BENCH_HTTPS_PORT),
       websocketPort: Number(env.BENCH_WS_PORT),
       token: env.BENCH_TOKEN,
-      queue: { maxBytes: 4 * 1024 ** 3 },
+      // The default quota (256 MB): the hour of outage has to fit it without coalescing.
     },
   },
 });
@@ -59,6 +59,21 @@ async function generate(seconds: number): Promise<number> {
   return updates;
 }
 
+/** `reports` single-property reports, the costliest kind to queue: a hundred per turn, each device one property in turn. */
+async function single(reports: number): Promise<number> {
+  const ids = Array.from({ length: DEVICES }, (_, d) => `default/bench-${String(d).padStart(3, '0')}`);
+  let sent = 0;
+  for (; sent < reports; tick++) {
+    for (const id of ids) {
+      if (sent++ >= reports) break;
+      agent.twins.report(id, { [`p${tick % PROPERTIES}`]: String((tick * 7) % 1000) });
+    }
+    await turn();
+  }
+  await agent.twins.flushed();
+  return reports;
+}
+
 await until(() => cloud.status().registered);
 answer({ ready: true });
 createInterface({ input: process.stdin }).on('line', (line) => {
@@ -68,12 +83,13 @@ createInterface({ input: process.stdin }).on('line', (line) => {
       await until(() => agent.twins.list().filter((d) => d.managed).length === DEVICES);
       return { devices: DEVICES };
     }
-    if (command.cmd === 'generate') return { updates: await generate(command.seconds), queued: cloud.status().outbox.queued };
+    if (command.cmd === 'generate') return { updates: await generate(command.seconds), ...cloud.status().outbox };
+    if (command.cmd === 'single') return { updates: await single(command.reports), ...cloud.status().outbox };
     await until(() => {
       const { link, outbox } = cloud.status();
       return link.connected && outbox.queued === 0 && outbox.inFlight === 0;
     });
-    return { drainedAt: Date.now(), connectedAt: Date.parse(cloud.status().link.since!), ...process.memoryUsage() };
+    return { drainedAt: Date.now(), connectedAt: Date.parse(cloud.status().link.since!), dropped: cloud.status().outbox.dropped, ...process.memoryUsage() };
   };
   void run().then(answer);
 });

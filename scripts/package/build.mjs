@@ -3,7 +3,8 @@
 // in release/ (all three architectures without --arch). Downloads and builds are cached in
 // .package-cache/, so a second run only lays out the tree and compresses it.
 import { parseArgs } from 'node:util';
-import { statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CACHE, log, PackageError } from './common.mjs';
 import { lint, writeDeb, writeTarball } from './deb.mjs';
@@ -11,6 +12,14 @@ import { productionModules } from './modules.mjs';
 import { nodeRuntime } from './node-runtime.mjs';
 import { ARCHES, TARGETS } from './targets.mjs';
 import { buildJavaScript, layTree } from './tree.mjs';
+
+/** Earlier builds of this architecture's modules (another lock file, another script): the cache keeps the current one only. */
+function dropStaleModules(arch, current) {
+  const dir = `${CACHE}/modules`;
+  for (const entry of readdirSync(dir)) {
+    if (entry.startsWith(`${arch}-`) && join(dir, entry) !== current) rmSync(join(dir, entry), { recursive: true, force: true });
+  }
+}
 
 /** Builds the packages of `arches`; resolves with, per architecture, the files and what was left out. */
 export function buildPackages(arches) {
@@ -20,6 +29,7 @@ export function buildPackages(arches) {
     const target = TARGETS[arch];
     const nodeDir = nodeRuntime(target);
     const modules = productionModules(arch, target, nodeDir);
+    dropStaleModules(arch, modules.dir);
     const root = layTree({ root: `${CACHE}/stage/${arch}`, build, modules: modules.dir, nodeDir, target });
     const deb = writeDeb(root, arch, target);
     const tarball = writeTarball(root, arch);

@@ -4,7 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, lstatSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, relative } from 'node:path';
+import { sharedLibraryDepends } from './depends.mjs';
 import { COMMON_DEPENDS } from './targets.mjs';
+import { LIB } from './tree.mjs';
 import { log, output, PackageError, RELEASE, ROOT, run, VERSION } from './common.mjs';
 
 const CONFFILES = ['/etc/edge-agent/config.yaml'];
@@ -21,7 +23,8 @@ function control(root, arch, target) {
   rmSync(debian, { recursive: true, force: true });
   mkdirSync(debian, { mode: 0o755 });
   const installedKiB = Number(output('du', ['-sk', '--apparent-size', '--exclude=DEBIAN', root]).split('\t')[0]);
-  const fields = { VERSION, ARCH: arch, INSTALLED_SIZE: String(installedKiB), DEPENDS: [...COMMON_DEPENDS.filter((d) => d !== 'adduser'), 'passwd', ...target.depends].join(', ') };
+  const depends = [...sharedLibraryDepends(join(root, LIB), target), ...COMMON_DEPENDS, ...target.depends];
+  const fields = { VERSION, ARCH: arch, INSTALLED_SIZE: String(installedKiB), DEPENDS: depends.join(', ') };
   const template = readFileSync(join(ROOT, 'packaging/debian/control.in'), 'utf8');
   writeFileSync(join(debian, 'control'), template.replace(/@([A-Z_]+)@/g, (_, key) => fields[key]));
   writeFileSync(join(debian, 'conffiles'), `${CONFFILES.join('\n')}\n`);

@@ -40,5 +40,8 @@ export const TARGETS = {
 
 export const ARCHES = Object.keys(TARGETS);
 
-/** What every package's binaries need beyond the target's own: Node.js and the native modules link these. */
-export const COMMON_DEPENDS = ['libc6 (>= 2.28)', 'libstdc++6 (>= 10)', 'libgcc-s1', 'adduser'];
+/**
+ * What every package needs besides the libc6 and libstdc++6 its binaries ask for (depends.mjs):
+ * libgcc-s1 (Node.js and the C++ modules unwind with it) and passwd (postinst's useradd, usermod).
+ */
+export const COMMON_DEPENDS = ['libgcc-s1', 'passwd'];

@@ -14,6 +14,9 @@ import { timedOut, withTimeout } from '../timeout.js';
 
 export const READY_PATH = '/readyz';
 
+/** An external broker's URL may leave the port to its scheme. */
+const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'mqtts:': 8883, 'ws:': 80, 'wss:': 443 };
+
 /** A broker that takes longer than this to accept a local connection is not serving its clients either. */
 const BROKER_CONNECT_TIMEOUT_MS = 2000;
 
@@ -31,9 +34,10 @@ export type Readiness = Record<string, string>;
 
 /** Opens and closes a TCP connection to the broker: what its clients do first, so "accepting" means what they would see. */
 async function brokerAccepts(url: string): Promise<string> {
-  const { hostname, port } = new URL(url);
+  const { hostname, port: given, protocol } = new URL(url);
   const host = hostname.replace(/^\[|\]$/g, '');
-  const socket = connect({ host, port: Number(port) || 1883 });
+  const port = Number(given) || (DEFAULT_PORTS[protocol] ?? 1883);
+  const socket = connect({ host, port });
   try {
     await withTimeout(
       new Promise<void>((resolve, reject) => {

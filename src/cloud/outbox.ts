@@ -9,11 +9,19 @@
  * instead of applying it twice. CloudCore answers nothing when it cannot apply a report (an
  * unknown device, a failed patch): such a report is sent again every `resendMs`, as EdgeCore's
  * devicetwin does, but no longer holds a place in the window, so a few of them cannot stop the rest.
+ *
+ * Reports are stored compact (report-codec.ts: ~30 bytes a single-property report, row included)
+ * and the quota counts them as stored. Seqs are never given twice: the next one is kept in
+ * `cloud_meta` with each batch, as answered reports at the end of the queue take theirs with them.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { Database } from '../db/database.js';
+import { ByteFormatError } from './bytes.js';
 import type { CloudConfig } from './config.js';
+import { eventIdOf } from './event-id.js';
+import { OutboxNames } from './outbox-names.js';
+import { ReportCodec, STORED_SIZE_SQL, storedSize, type ReportContent, type StoredReport } from './report-codec.js';
 
 
 export interface Report {
@@ -36,13 +44,20 @@ export interface OutboxStats {
   coalesced: number;
 }
 
-/** The latest content of a report not yet sent, which newer values of the same key merge into. */
-interface Open {
+/** A report's seq and the bytes its row takes; shared by the staged list and an open report, so a merge resizes both. */
+interface Entry {
   seq: number;
-  content: Record<string, unknown>;
+  size: number;
 }
 
-const size = (resource: string, content: string) => resource.length + content.length;
+/** The latest content of a report not yet sent, which newer values of the same key merge into, and its row as last encoded. */
+interface Open {
+  entry: Entry;
+  content: ReportContent;
+  row: StoredReport;
+}
+
+export type Merge = (older: ReportContent, newer: ReportContent) => ReportContent;
 
 interface Sent {
   seq: number;
@@ -64,7 +79,7 @@ export class Outbox {
   private readonly deleting = new Set<number>();
   /** Dropped for room, their deletion not committed yet. */
   private readonly dropping = new Set<number>();
-  private staged: Array<{ seq: number; size: number }> = [];
+  private staged: Entry[] = [];
   /** Sent and not answered yet, by message id, in the window. */
   private readonly inFlight = new Map<string, Sent>();
   /** Sent and not answered within `resendMs`, by message id: out of the window, sent again from time to time. */
@@ -73,6 +88,10 @@ export class Outbox {
   private readonly statements;
   /** The highest seq sent on the current connection. */
   private cursor = 0;
+  private readonly names: OutboxNames;
+  private readonly codec: ReportCodec;
+  /** The next seq is to be saved with the current batch. */
+  private savingSeq = false;
 
   constructor(
     private readonly store: Database,
@@ -81,57 +100,83 @@ export class Outbox {
   ) {
     this.statements = {
       insert: store.prepare('INSERT INTO cloud_outbox (seq, resource, content) VALUES (?, ?, ?)'),
-      update: store.prepare('UPDATE cloud_outbox SET content = ? WHERE seq = ?'),
+      update: store.prepare('UPDATE cloud_outbox SET resource = ?, content = ? WHERE seq = ?'),
       delete: store.prepare('DELETE FROM cloud_outbox WHERE seq = ?'),
       next: store.prepare('SELECT seq, resource, content FROM cloud_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
       one: store.prepare('SELECT resource, content FROM cloud_outbox WHERE seq = ?'),
-      oldest: store.prepare('SELECT seq, length(resource) + length(content) AS size FROM cloud_outbox WHERE seq > ? ORDER BY seq LIMIT 100'),
+      oldest: store.prepare(`SELECT seq, ${STORED_SIZE_SQL} AS size FROM cloud_outbox WHERE seq > ? ORDER BY seq LIMIT 100`),
       meta: store.prepare('SELECT value FROM cloud_meta WHERE key = ?'),
       setMeta: store.prepare('INSERT OR REPLACE INTO cloud_meta (key, value) VALUES (?, ?)'),
     };
-    const totals = store.prepare('SELECT count(*) AS n, coalesce(sum(length(resource) + length(content)), 0) AS bytes, coalesce(max(seq), 0) AS last FROM cloud_outbox').get() as {
+    const totals = store.prepare(`SELECT count(*) AS n, coalesce(sum(${STORED_SIZE_SQL}), 0) AS bytes, coalesce(max(seq), 0) AS last FROM cloud_outbox`).get() as {
       n: number;
       bytes: number;
       last: number;
     };
     this.queued = totals.n;
     this.bytes = totals.bytes;
-    this.nextSeq = totals.last + 1;
+    const saved = this.statements.meta.get('next_seq') as { value: string } | undefined;
+    this.nextSeq = Math.max(totals.last + 1, Number(saved?.value ?? 0));
     const stored = this.statements.meta.get('outbox_id') as { value: string } | undefined;
     this.id = stored?.value ?? randomUUID();
     if (!stored) this.statements.setMeta.run('outbox_id', this.id);
+    this.names = new OutboxNames(store);
+    if (this.queued === 0) this.names.clear();
+    this.codec = new ReportCodec(this.names);
   }
 
   /**
    * Queues a report in the store's current batch. With coalescing, a report with the `key` of one
    * not sent yet is merged into it (`merge(older, newer)`) instead of queued behind it.
    */
-  stage(resource: string, content: Record<string, unknown>, key: string, merge: (older: Record<string, unknown>, newer: Record<string, unknown>) => Record<string, unknown>): void {
+  stage(resource: string, content: ReportContent, key: string, merge: Merge): void {
     const open = this.options.coalesce ? this.open.get(key) : undefined;
     if (open) {
-      const before = JSON.stringify(open.content).length;
+      const { entry } = open;
       open.content = merge(open.content, content);
-      const text = JSON.stringify(open.content);
-      this.bytes += text.length - before;
+      const row = this.encode(resource, open.content, entry.seq);
+      const size = storedSize(row);
+      this.bytes += size - entry.size;
+      entry.size = size;
+      open.row = row;
       this.coalesced++;
-      this.store.queue(() => this.statements.update.run(text, open.seq));
+      this.store.queue(() => this.statements.update.run(row.resource, row.content, entry.seq));
       return;
     }
-    const text = JSON.stringify(content);
-    const bytes = size(resource, text);
-    if (this.bytes + bytes > this.options.maxBytes && !this.makeRoom(bytes)) {
+    // Encoded under the seq it would get: a JSON report holds its event id, derived from the seq.
+    const seq = this.nextSeq;
+    const row = this.encode(resource, content, seq);
+    const size = storedSize(row);
+    if (this.bytes + size > this.options.maxBytes && !this.makeRoom(size)) {
       this.drop(1, 'the queue is full and refuses new reports (whenFull: drop-newest)');
       return;
     }
-    const seq = this.nextSeq++;
+    this.nextSeq++;
+    this.saveNextSeq();
     this.queued++;
-    this.bytes += bytes;
+    this.bytes += size;
+    const entry = { seq, size };
     if (this.options.coalesce) {
-      this.open.set(key, { seq, content });
+      this.open.set(key, { entry, content, row });
       this.openKeys.set(seq, key);
     }
-    this.store.queue(() => this.statements.insert.run(seq, resource, text));
-    this.trackStaged(seq, bytes);
+    this.store.queue(() => this.statements.insert.run(seq, row.resource, row.content));
+    this.trackStaged(entry);
+  }
+
+  private encode(resource: string, content: ReportContent, seq: number): StoredReport {
+    return this.codec.encode(resource, content, () => eventIdOf(this.msgId(seq)));
+  }
+
+  /** Once a batch: the seqs given so far stay given, whatever is deleted before a restart. */
+  private saveNextSeq(): void {
+    if (this.savingSeq) return;
+    this.savingSeq = true;
+    this.store.queue(() => this.statements.setMeta.run('next_seq', String(this.nextSeq)));
+    this.store.afterCommit(
+      () => (this.savingSeq = false),
+      () => (this.savingSeq = false),
+    );
   }
 
   /**
@@ -160,12 +205,13 @@ export class Outbox {
       );
     };
     while (!fits()) {
-      const rows = (this.statements.oldest.all(after) as Array<{ seq: number; size: number }>).filter((row) => !this.deleting.has(row.seq));
+      const rows = (this.statements.oldest.all(after) as Entry[]).filter((row) => !this.deleting.has(row.seq));
       if (rows.length === 0) break;
       for (const row of rows) {
         after = row.seq;
         if (sending.has(row.seq) || this.dropping.has(row.seq)) continue;
-        remove(row.seq, row.size);
+        // A merge not committed yet has resized an open report: its size is the one counted.
+        remove(row.seq, this.openEntry(row.seq)?.size ?? row.size);
         if (fits()) break;
       }
     }
@@ -178,14 +224,19 @@ export class Outbox {
   }
 
   /** Until the batch commits, a staged row is invisible to queries: kept here for makeRoom. */
-  private trackStaged(seq: number, size: number): void {
+  private trackStaged(entry: Entry): void {
     if (this.staged.length === 0) {
       this.store.afterCommit(
         () => (this.staged = []),
         () => (this.staged = []),
       );
     }
-    this.staged.push({ seq, size });
+    this.staged.push(entry);
+  }
+
+  private openEntry(seq: number): Entry | undefined {
+    const key = this.openKeys.get(seq);
+    return key === undefined ? undefined : this.open.get(key)?.entry;
   }
 
   private drop(count: number, why: string): void {
@@ -202,19 +253,42 @@ export class Outbox {
 
   /** The next reports to send on this connection, in order; each is in flight until answered, overdue or the connection ends. */
   take(limit: number, now = Date.now()): Report[] {
-    const rows = this.statements.next.all(this.cursor, limit) as Array<{ seq: number; resource: string; content: string }>;
+    const rows = this.statements.next.all(this.cursor, limit) as Array<StoredReport & { seq: number }>;
     const reports: Report[] = [];
-    for (const row of rows) {
-      this.cursor = row.seq;
-      if (this.deleting.has(row.seq) || this.dropping.has(row.seq)) continue;
+    for (const stored of rows) {
+      const { seq } = stored;
+      this.cursor = seq;
+      if (this.deleting.has(seq) || this.dropping.has(seq)) continue;
       // The row may not have the latest merge committed yet; from now on it is closed to merges.
-      const open = this.close(row.seq);
-      const content = open ? JSON.stringify(open.content) : row.content;
-      const msgId = this.msgId(row.seq);
-      this.inFlight.set(msgId, { seq: row.seq, size: size(row.resource, content), sentAt: now });
-      reports.push({ seq: row.seq, msgId, resource: row.resource, content });
+      const row = this.close(seq)?.row ?? stored;
+      const report = this.decode(seq, row);
+      if (!report) continue;
+      this.inFlight.set(report.msgId, { seq, size: storedSize(row), sentAt: now });
+      reports.push(report);
     }
     return reports;
+  }
+
+  /** The report as sent; a row that cannot be read is dropped (logged), not left to stop the queue. */
+  private decode(seq: number, row: StoredReport): Report | undefined {
+    const msgId = this.msgId(seq);
+    try {
+      return { seq, msgId, ...this.codec.decode(row, () => eventIdOf(msgId)) };
+    } catch (error) {
+      if (!(error instanceof ByteFormatError)) throw error;
+      this.log.error({ seq, reason: error.message }, 'a queued report cannot be read: dropped');
+      this.unconfirmed.delete(msgId);
+      this.queued--;
+      this.bytes -= storedSize(row);
+      this.dropped++;
+      this.deleting.add(seq);
+      this.store.queue(() => this.statements.delete.run(seq));
+      this.store.afterCommit(
+        () => this.deleting.delete(seq),
+        () => this.deleting.delete(seq),
+      );
+      return undefined;
+    }
   }
 
   /**
@@ -230,14 +304,15 @@ export class Outbox {
     const due = [...this.unconfirmed].filter(([, sent]) => now - sent.sentAt >= resendMs).sort(([, a], [, b]) => a.seq - b.seq);
     const reports: Report[] = [];
     for (const [msgId, sent] of due.slice(0, limit)) {
-      const row = this.statements.one.get(sent.seq) as { resource: string; content: string } | undefined;
-      if (!row) {
+      const row = this.statements.one.get(sent.seq) as StoredReport | undefined;
+      const report = row && this.decode(sent.seq, row);
+      if (!report) {
         this.unconfirmed.delete(msgId);
         continue;
       }
       sent.sentAt = now;
       this.resent++;
-      reports.push({ seq: sent.seq, msgId, resource: row.resource, content: row.content });
+      reports.push(report);
     }
     return reports;
   }

@@ -108,24 +108,26 @@ describe('the cloud outbox', () => {
 
   it('drops the oldest reports when the quota is reached (drop-oldest), counting them', async () => {
     open({ maxBytes: 2048 });
-    for (let i = 1; i <= 40; i++) twins.report('default/meter', { power: String(i) });
+    for (let i = 1; i <= 200; i++) twins.report('default/meter', { power: String(i) });
     await store.flushed();
     const stats = outbox.stats();
     expect(stats.bytes).toBeLessThanOrEqual(2048);
-    expect(stats.dropped).toBe(40 - stats.queued);
+    expect(stats.dropped).toBeGreaterThan(0);
+    expect(stats.dropped).toBe(200 - stats.queued);
     const values = reported().map((r) => Number(r.twin!.power!.actual!.value));
-    expect(values.at(-1)).toBe(40);
-    expect(values).toEqual([...Array(values.length).keys()].map((i) => 41 - values.length + i));
+    expect(values.at(-1)).toBe(200);
+    expect(values).toEqual([...Array(values.length).keys()].map((i) => 201 - values.length + i));
   });
 
   it('refuses new reports when the quota is reached (drop-newest), keeping the old ones', async () => {
     open({ maxBytes: 2048, whenFull: 'drop-newest' });
-    for (let i = 1; i <= 40; i++) twins.report('default/meter', { power: String(i) });
+    for (let i = 1; i <= 200; i++) twins.report('default/meter', { power: String(i) });
     await store.flushed();
     const values = reported().map((r) => Number(r.twin!.power!.actual!.value));
     expect(values[0]).toBe(1);
     expect(values).toEqual([...Array(values.length).keys()].map((i) => i + 1));
-    expect(outbox.stats().dropped).toBe(40 - values.length);
+    expect(outbox.stats().dropped).toBeGreaterThan(0);
+    expect(outbox.stats().dropped).toBe(200 - values.length);
   });
 });
 
@@ -163,7 +165,7 @@ describe('reports the cloud does not answer', () => {
     await store.flushed();
     const [stuck] = outbox.take(10, 0);
     outbox.overdue(1000, 10, 1000);
-    for (let i = 2; i <= 40; i++) twins.report('default/meter', { power: String(i) });
+    for (let i = 2; i <= 200; i++) twins.report('default/meter', { power: String(i) });
     await store.flushed();
     expect(outbox.stats().unconfirmed).toBe(0);
     expect(outbox.answered(stuck!.msgId)).toBe(false);
