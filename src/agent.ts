@@ -20,6 +20,9 @@ import { startModules } from './lifecycle.js';
 import type { Logger } from './log.js';
 import { MapperHost } from './mapperhost/host.js';
 import { validateVisitors } from './mapperhost/validate.js';
+import { MapperReads } from './metrics/mapper-reads.js';
+import { MetricsModule } from './metrics/module.js';
+import { workloadsThroughApi } from './metrics/workloads-api.js';
 import type { Module } from './module.js';
 import { defaultDmiSocket, twinDatabase } from './paths.js';
 import { makeDirPrivate, makeRunDirPrivate } from './private-dirs.js';
@@ -52,7 +55,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   // Private whether or not the process umask is (cli.ts sets 077; an agent started in-process keeps its host's).
   makeDirPrivate(config.dataDir);
   makeRunDirPrivate(config.runDir);
-  const db = new Database(twinDatabase(config.dataDir), { synchronous: config.twin.synchronous, cacheKiB: config.twin.cacheKiB, log });
+  const db = new Database(twinDatabase(config.dataDir), { synchronous: config.twin.synchronous, cacheKiB: config.twin.cacheKiB, commitWindowMs: config.twin.commitWindowMs, log });
   const twins = new Twins(new TwinStore(db, config.twin.historySize), (error) => log.error({ err: error }, 'twin listener failed'), config.twin);
   watchFailingWrites({ twins, db, log });
   const catalog = new DeviceCatalog({ profiles: config.profiles, node: config.node, twins, validate: (loaded) => validateVisitors(loaded, builtinMappers), log });
@@ -74,11 +77,24 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   // Loaded only when enabled: gRPC and protobuf cost memory.
   const dmi = config.dmi.enabled ? await import('./dmi/index.js') : undefined;
   const mappers = dmi ? new dmi.MapperRegistry(db) : undefined;
-  const mapperHost = new MapperHost({ mappers: builtinMappers, twins, catalog, bus, external: mappers, log });
+  const mapperReads = new MapperReads();
+  const mapperHost = new MapperHost({ mappers: builtinMappers, twins, catalog, bus, external: mappers, observer: mapperReads, log });
+  const embeddedBus = bus instanceof EmbeddedBus ? bus : undefined;
+  const metrics = new MetricsModule({
+    twins,
+    mappers: mapperReads,
+    broker: embeddedBus && (() => embeddedBus.stats()),
+    cloud: cloud && (() => cloud.status()),
+    wifi: () => wifi.state(),
+    workloads: workloads && workloadsThroughApi(workloads.routes),
+    log,
+  });
 
   // Start order: the cloud's stored Devices are a catalog source before its first load; the
   // protocol's handlers exist before the bus listens; the API opens last, on a running agent.
+  // Metrics listen first, so the twin updates of every later start are counted.
   const modules: Module[] = [
+    metrics,
     telemetry,
     ...(cloud ? [cloud] : []),
     catalog,

@@ -18,6 +18,7 @@ import { resolveConfig, type Config } from './config.js';
 import { ConfigError } from './errors.js';
 import { formatError, loadCatalog } from './devices/load.js';
 import { validateVisitors } from './mapperhost/validate.js';
+import { systemdNotifier } from './systemd-notify.js';
 import { builtinMappers } from '../mappers/index.js';
 
 const USAGE = `Usage: edge-agent <command> [options]
@@ -111,8 +112,9 @@ async function start(values: Values): Promise<void> {
   const agent = await startAgent(cfg, log);
   // startAgent resolves with the broker listening and the database open: ready for systemd. The
   // cloud link is not awaited: a gateway offline for hours still serves its devices (/readyz says it).
-  const systemd = (await import('./systemd-notify.js')).systemdNotifier(log);
+  const systemd = systemdNotifier(log);
   systemd.ready(`serving: mqtt ${agent.bus.url}, api port ${agent.apiPort}`);
+  // No await from "agent ready" to here: a SIGTERM right after the ready line must find its handler.
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;

@@ -29,6 +29,11 @@ const twinSection = v.strictObject({
   synchronous: v.optional(v.picklist(SYNCHRONOUS_MODES), 'full'),
   /** SQLite's page cache for twin.db, at most: the twin itself is held in memory, so a small cache costs reads little. */
   cacheKiB: v.optional(v.pipe(v.number(), v.integer(), v.minValue(64)), 512),
+  /**
+   * How long mapper reports gather before one commit (one sync to the disk): fewer syncs, less CPU
+   * and SD-card wear. Writes that are acknowledged (MQTT QoS 1, the API, DMI) commit at once.
+   */
+  commitWindowMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1000)), 100),
 });
 const logSection = v.strictObject({ level: v.optional(v.picklist(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info') });
 

@@ -16,6 +16,7 @@ export const MODULE = {
   dmi: 'dmi',
   mapperhost: 'mapperhost',
   api: 'api',
+  metrics: 'metrics',
 } as const;
 
 export type ModuleName = (typeof MODULE)[keyof typeof MODULE];

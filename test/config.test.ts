@@ -32,7 +32,7 @@ const DEFAULTS: Config = {
   profiles: ['./device-profiles/demo'],
   mqtt: { host: '127.0.0.1', port: 1883, maxPayloadBytes: 65536, allowAnonymous: 'loopback', users: [], maxPacketBytes: 262144, maxConnections: 1000, maxKeepaliveSeconds: 300, maxRetainedMessages: 1000, maxRetainedBytes: 4194304, maxSubscriptionsPerClient: 1000 },
   api: { host: '127.0.0.1', port: 9180, hosts: [] },
-  twin: { historySize: 100, maxExtraProperties: 32, tombstoneTtlMs: 86_400_000, maxGetBytes: 262_144, synchronous: 'full', cacheKiB: 512 },
+  twin: { historySize: 100, maxExtraProperties: 32, tombstoneTtlMs: 86_400_000, maxGetBytes: 262_144, synchronous: 'full', cacheKiB: 512, commitWindowMs: 100 },
   log: { level: 'info' },
   wifi: wifiConfig({}),
   cloud: {

@@ -156,7 +156,7 @@ export const modbusMapper: Mapper = {
     const { protocol: config, visitors } = valueOrThrow(parseModbus(device, model));
     const { transport } = config;
     // Slaves on one RS-485 bus or behind one TCP gateway share its line.
-    const line = await context.transports.acquire(`modbus:${transportKey(transport)}`, () => new ModbusLine(transport), async (opened) => opened.close());
+    const line = await context.transports.acquire(`modbus:${transportKey(transport)}`, () => new ModbusLine(transport, context.requests), async (opened) => opened.close());
     line.transport.slowDown(config.delayMs);
     return new ModbusDeviceConnection(config, visitors, line);
   },

@@ -5,6 +5,7 @@
  * between frames get it before every request on their line.
  */
 import type { ModbusRTU as Client } from 'modbus-serial/ModbusRTU.js';
+import type { RequestObserver, RequestOutcome } from '../../src/mapperhost/contract.js';
 import { RegisterGaps } from './gaps.js';
 import { transportKey, type Transport } from './types.js';
 
@@ -49,6 +50,17 @@ function describe(error: unknown, slaveId: number): ModbusError {
   return new ModbusError(`slave ${slaveId}: ${e.message ?? String(error)}`);
 }
 
+/** modbus-serial answers a read with `{data: [...]}` (the registers or coils), a write with their address and count. */
+function valuesRead(reply: unknown): number {
+  const data = (reply as { data?: unknown } | undefined)?.data;
+  return Array.isArray(data) ? data.length : 0;
+}
+
+function outcomeOf(error: { modbusCode?: number; errno?: string }): RequestOutcome {
+  if (error.modbusCode !== undefined) return 'exception';
+  return error.errno === 'ETIMEDOUT' ? 'timeout' : 'error';
+}
+
 export class ModbusLine {
   readonly key: string;
   /** What each slave on the line lacks, learned from exception answers, for every device of that slave. */
@@ -62,7 +74,11 @@ export class ModbusLine {
   private delayMs = 0;
   private lastFrameAt = -Infinity;
 
-  constructor(private readonly transport: Transport) {
+  constructor(
+    private readonly transport: Transport,
+    /** Told about every exchange on the line (a retried timeout is two), when the agent counts them. */
+    private readonly observer?: RequestObserver,
+  ) {
     this.key = transportKey(transport);
   }
 
@@ -90,9 +106,12 @@ export class ModbusLine {
     // Node's timers run on a millisecond clock and may fire up to a millisecond early: wait until the gap has really passed.
     for (let quiet = this.quietLeft(); quiet > 0; quiet = this.quietLeft()) await new Promise((resolve) => setTimeout(resolve, Math.ceil(quiet)));
     try {
-      return await send(client);
+      const reply = await send(client);
+      this.observer?.request(this.key, 'ok', valuesRead(reply));
+      return reply;
     } catch (error) {
-      const e = error as { errno?: string; code?: string };
+      const e = error as { modbusCode?: number; errno?: string; code?: string };
+      this.observer?.request(this.key, outcomeOf(e), 0);
       if (CONNECTION_ERRORS.has(e.errno ?? e.code ?? '') || !client.isOpen) this.close();
       else if (e.errno === 'ETIMEDOUT' && retries > 0) return this.execute(slaveId, timeoutMs, send, retries - 1);
       throw describe(error, slaveId);

@@ -19,8 +19,11 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** A slow or half-sent request (slowloris) holds a connection: its headers must be in within 10 s, all of it (64 KiB at most) within 15 s. */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
-/** How often Node looks for requests past those limits; its default, 30 s, would let them live that long. */
-const TIMEOUT_CHECK_MS = 1_000;
+/**
+ * How often Node looks for requests past those limits: its default, 30 s, would let them live that
+ * long; every second would wake an idle gateway every second. A late request lives 2 s at most past its limit.
+ */
+const TIMEOUT_CHECK_MS = 2_000;
 /** Beyond this, new connections are dropped: the API has few callers, and file descriptors are shared with the broker and the database. */
 const MAX_CONNECTIONS = 256;
 /** The agent's user and group may connect to the socket, others not. */

@@ -21,6 +21,16 @@ export interface EmbeddedBusOptions {
   log: Logger;
 }
 
+/** What the broker has done since it started, for the metrics: read when scraped, counted with a plain increment. */
+export interface BrokerStats {
+  /** Clients connected now. */
+  clients: number;
+  /** Messages clients published (those the broker refused too). */
+  received: number;
+  /** Messages the agent itself published. */
+  published: number;
+}
+
 /** A SUBACK return code: the subscription was refused [MQTT-3.9.3]. */
 const SUBACK_FAILURE = 128;
 
@@ -39,6 +49,8 @@ export class EmbeddedBus implements Bus {
   private broker?: Aedes;
   private servers: Server[] = [];
   private port: number;
+  private received = 0;
+  private published = 0;
 
   constructor(private readonly options: EmbeddedBusOptions) {
     this.port = options.config.port;
@@ -105,6 +117,7 @@ export class EmbeddedBus implements Bus {
       },
       // A refused publish closes the connection: MQTT 3.1.1 has no negative PUBACK [MQTT-3.3.5-2].
       authorizePublish: (client, packet, callback) => {
+        if (client) this.received++;
         const refusal = policy.publishRefusal(client, packet);
         if (refusal) return callback(new Error(refusal));
         if (!client) return callback(null);
@@ -131,9 +144,14 @@ export class EmbeddedBus implements Bus {
   }
 
   publish(topic: string, payload: string | Buffer): void {
+    this.published++;
     this.broker?.publish({ cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 0, retain: false, dup: false }, (error) => {
       if (error) this.options.log.warn({ topic, err: error.message }, 'publish failed');
     });
+  }
+
+  stats(): BrokerStats {
+    return { clients: this.broker?.connectedClients ?? 0, received: this.received, published: this.published };
   }
 
   async stop(): Promise<void> {

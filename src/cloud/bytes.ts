@@ -52,9 +52,20 @@ export class ByteWriter {
     this.length += this.buffer.write(value, this.length, 'utf8');
   }
 
+  /** UTF-8 text as it is, no length before it. */
+  text(value: string): void {
+    this.room(value.length * 3);
+    this.length += this.buffer.write(value, this.length, 'utf8');
+  }
+
   /** A copy of what was written: the buffer itself is reused. */
   bytes(): Buffer {
     return Buffer.from(this.buffer.subarray(0, this.length));
+  }
+
+  /** What was written, read as UTF-8 text: one flat string, whatever the number of pieces. */
+  toString(): string {
+    return this.buffer.toString('utf8', 0, this.length);
   }
 }
 

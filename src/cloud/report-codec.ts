@@ -77,6 +77,7 @@ const TWIN_KEYS = new Set(['expected', 'actual', 'optional', 'metadata', 'expect
 
 export class ReportCodec {
   private readonly writer = new ByteWriter();
+  private readonly json = new ByteWriter(4096);
 
   constructor(private readonly names: OutboxNames) {}
 
@@ -131,6 +132,8 @@ export class ReportCodec {
   /**
    * The resource and content JSON of a stored report; `eventId` names a compact one staged without
    * an event id. Throws a ByteFormatError for a row it cannot read (a damaged page, a name lost).
+   * The JSON is written into one reused buffer and read out once: a drain decodes a report per
+   * message, and a string built of pieces left the garbage collector half of the drain's work.
    */
   decode(row: StoredReport, eventId: () => string): { resource: string; content: string } {
     if (typeof row.content === 'string') {
@@ -145,11 +148,20 @@ export class ReportCodec {
     const id = flags & HAS_EVENT_ID ? r.string() : eventId();
     const timestamp = r.uint();
     const count = r.uint();
-    // Concatenated, not joined from arrays: this runs for every report of a drain.
-    let twins = '';
-    for (let i = 0; i < count; i++) twins += `${i === 0 ? '' : ','}${this.name(r.uint())}:{${this.twin(r, timestamp)}}`;
+    const w = this.json.reset();
+    w.text('{"event_id":');
+    w.text(JSON.stringify(id));
+    w.text(`,"timestamp":${timestamp},"twin":{`);
+    for (let i = 0; i < count; i++) {
+      if (i > 0) w.text(',');
+      w.text(this.name(r.uint()));
+      w.text(':{');
+      this.twin(r, w, timestamp);
+      w.text('}');
+    }
+    w.text('}}');
     if (!r.done) throw new ByteFormatError('bytes left over');
-    return { resource, content: `{"event_id":${JSON.stringify(id)},"timestamp":${timestamp},"twin":{${twins}}}` };
+    return { resource, content: w.toString() };
   }
 
   private name(id: number): string {
@@ -159,23 +171,44 @@ export class ReportCodec {
   }
 
   /** One MsgTwin's fields as JSON members, in toMsgTwin's order. */
-  private twin(r: ByteReader, timestamp: number): string {
+  private twin(r: ByteReader, w: ByteWriter, timestamp: number): void {
     const bits = r.byte();
     const type = bits & HAS_TYPE ? this.name(r.uint()) : undefined;
-    let fields = '';
-    const add = (field: string) => (fields += fields === '' ? field : `,${field}`);
-    if (bits & EXPECTED) add(`"expected":${value(r, timestamp)}`);
-    if (bits & ACTUAL) add(`"actual":${value(r, timestamp)}`);
-    if (bits & HAS_OPTIONAL) add(`"optional":${bits & OPTIONAL_TRUE ? 'true' : 'false'}`);
-    if (type !== undefined) add(`"metadata":{"type":${type}}`);
-    if (bits & EXPECTED_VERSION) add(`"expected_version":${version(r)}`);
-    if (bits & ACTUAL_VERSION) add(`"actual_version":${version(r)}`);
-    return fields;
+    let first = true;
+    const field = (name: string) => {
+      w.text(first ? name : `,${name}`);
+      first = false;
+    };
+    const value = () => {
+      w.text('{"value":');
+      w.text(JSON.stringify(r.string()));
+      w.text(`,"metadata":{"timestamp":${timestamp + r.int()}}}`);
+    };
+    const version = () => w.text(`{"cloud":${r.uint()},"edge":${r.uint()}}`);
+    if (bits & EXPECTED) {
+      field('"expected":');
+      value();
+    }
+    if (bits & ACTUAL) {
+      field('"actual":');
+      value();
+    }
+    if (bits & HAS_OPTIONAL) field(bits & OPTIONAL_TRUE ? '"optional":true' : '"optional":false');
+    if (type !== undefined) {
+      field('"metadata":{"type":');
+      w.text(type);
+      w.text('}');
+    }
+    if (bits & EXPECTED_VERSION) {
+      field('"expected_version":');
+      version();
+    }
+    if (bits & ACTUAL_VERSION) {
+      field('"actual_version":');
+      version();
+    }
   }
 }
-
-const value = (r: ByteReader, timestamp: number) => `{"value":${JSON.stringify(r.string())},"metadata":{"timestamp":${timestamp + r.int()}}}`;
-const version = (r: ByteReader) => `{"cloud":${r.uint()},"edge":${r.uint()}}`;
 
 /** Whether a twin has only fields of the shapes the compact form holds, so that decoding gives it back exactly. */
 function fits(msg: MsgTwin): boolean {

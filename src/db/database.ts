@@ -27,6 +27,11 @@ export interface DatabaseOptions {
   log?: Logger;
   /** SQLite's page cache, at most (SQLite's default is 2 MiB a connection; a gateway's twin is read from memory, not SQLite). */
   cacheKiB?: number;
+  /**
+   * How long a batch nobody waits for gathers writes before it commits (0: at the next turn of
+   * the event loop). A batch someone acknowledges from (`flushed()`) commits at once.
+   */
+  commitWindowMs?: number;
 }
 
 const DEFAULT_CACHE_KIB = 512;
@@ -74,6 +79,9 @@ export class Database {
   private readonly batchWriters: Array<() => Write> = [];
   private waiters: Array<{ committed: () => void; failed: (e: unknown) => void }> = [];
   private scheduled = false;
+  /** The pending commit of the scheduled batch: a timer for a window, an immediate once someone waits. */
+  private wake?: { cancel(): void; hurried: boolean };
+  private readonly commitWindowMs: number;
   private batch?: Promise<void>;
   private readonly log?: Logger;
   /** What the start check found and did, for the whole run. */
@@ -101,6 +109,7 @@ export class Database {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
     this.cacheKiB = options.cacheKiB ?? DEFAULT_CACHE_KIB;
+    this.commitWindowMs = options.commitWindowMs ?? 0;
     this.db.pragma(`cache_size = -${this.cacheKiB}`);
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (owner TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID');
   }
@@ -140,7 +149,18 @@ export class Database {
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    // Mapper reports arrive spread over each second: one commit (one fsync) per window, not one per device.
+    if (this.commitWindowMs === 0) return this.hurry();
+    const timer = setTimeout(() => this.flush(), this.commitWindowMs);
+    this.wake = { cancel: () => clearTimeout(timer), hurried: false };
+  }
+
+  /** Commits the scheduled batch at the next turn of the event loop: an acknowledgement waits for it. */
+  private hurry(): void {
+    if (this.wake?.hurried) return;
+    this.wake?.cancel();
+    const immediate = setImmediate(() => this.flush());
+    this.wake = { cancel: () => clearImmediate(immediate), hurried: true };
   }
 
   /** Runs `writes` in a transaction of their own, now. */
@@ -151,6 +171,7 @@ export class Database {
   /** Resolves when everything queued so far is committed. */
   flushed(): Promise<void> {
     if (!this.scheduled) return Promise.resolve();
+    this.hurry();
     // One promise per batch: at thousands of updates a second, a promise each is garbage.
     this.batch ??= new Promise((resolve, reject) => this.afterCommit(resolve, reject));
     return this.batch;
@@ -164,6 +185,8 @@ export class Database {
 
   /** Commits what is queued now, synchronously. */
   flush(): void {
+    this.wake?.cancel();
+    this.wake = undefined;
     this.scheduled = false;
     this.batch = undefined;
     const writes = [...this.pending.splice(0), ...this.batchWriters.map((take) => take())];

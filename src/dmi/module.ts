@@ -140,7 +140,13 @@ export class DmiModule implements Module {
     ];
     // Mappers registered before a restart: what changed while the agent was down reaches them now.
     scheduleAll();
-    this.probeTimer = setInterval(() => void this.probeAll(), config.probeIntervalMs).unref();
+    // Probes only while there is a mapper to probe: an agent without DMI mappers does not wake up for them.
+    const armProbes = () => {
+      if (this.probeTimer || registry.list().length === 0) return;
+      this.probeTimer = setInterval(() => void this.probeAll(), config.probeIntervalMs).unref();
+    };
+    armProbes();
+    this.removers.push(registry.onChanged(armProbes));
     log.info({ socket, mappers: registry.list().map((m) => `${m.name} (${m.protocol})`) }, 'DMI serving');
   }
 

@@ -31,12 +31,14 @@ export interface Route<Context = undefined> {
   handle(request: RouteRequest<Context>): unknown;
 }
 
-/** An answer sent as a byte stream (a file) instead of JSON. */
+/** An answer sent as a byte stream (a file, a text exposition) instead of JSON. */
 export class Streamed {
   constructor(
     readonly stream: NodeJS.ReadableStream,
     /** Its length, when known: the receiver's progress then has a total. */
     readonly size?: number,
+    /** What the bytes are: a reader that checks (a Prometheus scraper) needs the exact type. */
+    readonly type = 'application/octet-stream',
   ) {}
 }
 
@@ -90,7 +92,7 @@ export class Router<Context = undefined> {
         context,
       });
       if (!(answer instanceof Streamed)) return sendJson(res, 200, answer);
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', ...(answer.size === undefined ? {} : { 'Content-Length': answer.size }) });
+      res.writeHead(200, { 'Content-Type': answer.type, ...(answer.size === undefined ? {} : { 'Content-Length': answer.size }) });
       pipeline(answer.stream, res, (error) => {
         if (error) this.options.log.warn({ path: url.pathname, err: error.message }, 'sending a stream broke off');
       });

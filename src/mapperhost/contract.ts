@@ -27,6 +27,15 @@ export interface DeviceConnection {
   close(): Promise<void>;
 }
 
+/** How a request on a shared transport ended: answered, refused by the device (a Modbus exception), no answer in time, or broken. */
+export type RequestOutcome = 'ok' | 'exception' | 'timeout' | 'error';
+
+/** Told about every request a mapper sends on a shared transport; counted by the agent's metrics. */
+export interface RequestObserver {
+  /** `values`: how many values the answer carried (registers or coils read), 0 for a failure or a write. */
+  request(transport: string, outcome: RequestOutcome, values: number): void;
+}
+
 export interface MapperContext {
   log: Logger;
   /** The agent's event bus (`mqtt://user:password@host:port`: the bus's connectUrl), for mappers whose devices speak MQTT; never log it. */
@@ -37,6 +46,8 @@ export interface MapperContext {
   push(property: string, value: PropertyValue): void;
   /** The connection is gone (the device disconnected): the host closes it and connects again with backoff. */
   lost(error: Error): void;
+  /** Where the mapper reports its transport requests, when the agent counts them. */
+  requests?: RequestObserver;
 }
 
 /** The device cannot be reached now (out of range, powered off): offline, not misconfigured. */

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { MODULE, type Module, type Remove } from '../module.js';
 import type { TwinChange, Twins } from '../twin/twins.js';
 import type { Mapper } from './contract.js';
+import type { MapperObserver } from './observe.js';
 import { mappersByProtocol } from './validate.js';
 import { DeviceRunner } from './runner.js';
 import { TransportPool } from './transports.js';
@@ -35,6 +36,8 @@ export interface MapperHostDeps {
   bus: { readonly connectUrl: string };
   /** When DMI is enabled: the protocols its mappers serve are not served here. */
   external?: ExternalMappers;
+  /** Told about the devices' reads and transport requests, when the agent counts them. */
+  observer?: MapperObserver;
   log: Logger;
 }
 
@@ -84,6 +87,8 @@ export class MapperHost implements Module {
     for (const id of stale) {
       this.runners.delete(id);
       this.served.delete(id);
+      // A changed device keeps its figures (it is served again below); a removed one's go.
+      if (!wanted.has(id)) this.deps.observer?.forget(id);
     }
     for (const device of devices) if (!this.served.has(device.id)) this.serve(device, models);
   }
@@ -111,7 +116,8 @@ export class MapperHost implements Module {
       this.twins.setState(device.id, 'unhealthy', 'mapper', reason);
       return;
     }
-    const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.deps.bus.connectUrl, this.transports);
+    const observer = this.deps.observer?.device(device.protocol.name, device.id);
+    const runner = new DeviceRunner(device, model, mapper, this.twins, this.log, this.deps.bus.connectUrl, this.transports, observer);
     this.runners.set(device.id, runner);
     runner.start();
   }

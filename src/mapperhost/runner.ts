@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Twins } from '../twin/twins.js';
 import { DeviceUnreachableError, type BoundProperty, type DeviceConnection, type Mapper, type MapperContext, type PropertyValue } from './contract.js';
 import { fromTwinValue, toTwinValue } from './convert.js';
+import type { DeviceObserver } from './observe.js';
 import type { TransportPool } from './transports.js';
 import { timedOut, withTimeout } from '../timeout.js';
 
@@ -54,6 +55,8 @@ export class DeviceRunner {
     private readonly log: Logger,
     private readonly busUrl: string,
     private readonly transports: TransportPool,
+    /** Told about every collect cycle's reads, when the agent counts them. */
+    private readonly observer?: DeviceObserver,
   ) {
     const modelProperties = new Map(model.properties.map((p) => [p.name, p]));
     for (const property of device.properties) {
@@ -144,6 +147,7 @@ export class DeviceRunner {
       lost: (error) => {
         if (connection && connection === this.connection) void this.lose(connection, error);
       },
+      requests: this.observer?.requests,
     };
     try {
       connection = await this.mapper.connect(this.device, this.model, context);
@@ -255,6 +259,8 @@ export class DeviceRunner {
       this.failures = 0;
       this.setState('online');
     }
+    // `now` was taken just before the read: the latency is the whole group's, as the device answered it.
+    this.observer?.read(properties.length, failed, (performance.now() - now) / 1000);
     if (Object.keys(report).length === 0 || this.stopped) return;
     try {
       this.twins.report(this.device.id, report);

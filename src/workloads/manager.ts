@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
 import type { WorkloadDefinition, WorkloadsConfig } from './config.js';
 import { checkRunnable, ImageStore } from './image.js';
 import { peerScoped, scopeOf } from './peer-scope.js';
-import type { Guest, GuestSpec, Runtime } from './runtime.js';
+import type { Guest, GuestSpec, IncomingGuest, Runtime, StreamListen } from './runtime.js';
 import { WorkloadStore, type HistoryEvent, type WorkloadRecord, type WorkloadState } from './store.js';
 import type { ArtifactPaths, GuestNetwork, ImageArtifact, ImageManifest } from './types.js';
 
@@ -214,9 +214,9 @@ export class WorkloadManager {
     return this.get(name);
   }
 
-  /** Starts the workload's guest waiting for a migration stream on `uri`; it is adopted once the migration is confirmed. */
-  receive(definition: WorkloadDefinition, uri: string): Promise<Guest> {
-    return this.runtime.incoming(this.spec(definition), uri);
+  /** Starts the workload's guest waiting for a migration stream (runtime.ts `incoming`); it is adopted once the migration is confirmed. */
+  receive(definition: WorkloadDefinition, listen: StreamListen): Promise<IncomingGuest> {
+    return this.runtime.incoming(this.spec(definition), listen);
   }
 
   /** Takes over a running guest (one this agent started, or one a migration brought in). */

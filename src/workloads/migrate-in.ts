@@ -1,8 +1,9 @@
 /**
  * The target's side of a live migration: a peer's offer is accepted once the image can run here
  * and its artifacts, fetched from the peer when missing, match their sizes and digests; a guest then
- * waits for the stream that comes through the peer's tunnel, and becomes a workload of this agent
- * only when the peer confirms and the guest runs. Whatever fails on the way, nothing of it stays.
+ * waits for the stream, which its QEMU takes over TLS only from the peer's pinned certificate
+ * (stream-tls.ts), and becomes a workload of this agent only when the peer confirms and the guest
+ * runs. Whatever fails on the way, nothing of it stays.
  *
  * What a peer sends is kept as the peer's: its workload here is `<peer>.<name>` (peer-scope.ts)
  * with restricted networking, its image is filed under the peer, and neither replaces anything
@@ -11,28 +12,30 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as v from 'valibot';
 import { AgentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { workloadDefinition, type WorkloadDefinition } from './config.js';
+import type { PeerIdentity } from './identity.js';
 import { checkRunnable, imageManifest } from './image.js';
 import type { WorkloadManager } from './manager.js';
 import type { Acceptance } from './migrate-out.js';
 import { peerScoped } from './peer-scope.js';
 import { PeerError, type PeerClient, type PeerConfig } from './peers.js';
 import type { Guest } from './runtime.js';
-import { splice } from './splice.js';
+import { peerCertificate, pinnedStreamTls } from './stream-tls.js';
 
 const CONFIRM_TIMEOUT_MS = 15_000;
 /** An accepted migration whose stream never comes is given up. */
 const INCOMING_TIMEOUT_MS = 60_000;
 const STATUS_POLL_MS = 20;
 
-/** A peer's offer: the workload as it is defined there, and the image it runs (every field that reaches QEMU checked by imageManifest). */
-export const migrationOffer = v.object({ definition: workloadDefinition, manifest: imageManifest });
+/**
+ * A peer's offer: the workload as it is defined there, the image it runs (every field that reaches
+ * QEMU checked by imageManifest), and the certificate its QEMU will present on the stream.
+ */
+export const migrationOffer = v.object({ definition: workloadDefinition, manifest: imageManifest, certificate: peerCertificate });
 export type MigrationOffer = v.InferOutput<typeof migrationOffer>;
 
 /** The source's word that its side completed, with what it measured. */
@@ -59,8 +62,9 @@ interface Arrival extends Newcomer {
   id: string;
   peer: string;
   guest: Guest;
-  socket: string;
   timer: NodeJS.Timeout;
+  /** The source's lease (migrate-out.ts): its end before the confirmation means the source went away. */
+  lease?: Duplex;
   artifactsFetched: number;
 }
 
@@ -71,6 +75,9 @@ export class IncomingMigrations {
     private readonly deps: {
       manager: WorkloadManager;
       client: PeerClient;
+      identity: PeerIdentity;
+      /** The address guests waiting for a stream listen on: the peer endpoint's (`workloads.listen.host`). */
+      streamHost: string;
       limits: TransferLimits;
       log: Logger;
     },
@@ -78,7 +85,8 @@ export class IncomingMigrations {
 
   /** An offer from `peer`: fetch what is missing, verify, start a guest waiting for the stream. */
   async accept(peer: PeerConfig, offer: MigrationOffer): Promise<Acceptance> {
-    const { manager, log } = this.deps;
+    const { manager, identity, streamHost, log } = this.deps;
+    const { tls } = pinnedStreamTls(identity, peer, offer.certificate);
     const newcomer = this.newcomer(peer, offer);
     const { name } = newcomer;
     if (manager.guest(name) || [...this.arrivals.values()].some((a) => a.name === name)) throw new AgentError(409, `workload ${name} already runs here`);
@@ -91,18 +99,16 @@ export class IncomingMigrations {
       manager.addPeerImage(peer.name, offer.manifest);
     }
     const id = randomUUID();
-    const socket = manager.runPath(`${name}.in.sock`);
-    rmSync(socket, { force: true });
-    const guest = await manager.receive(newcomer.definition, `unix:${socket}`);
+    const { guest, port } = await manager.receive(newcomer.definition, { host: streamHost, tls });
     const timer = setTimeout(() => void this.abort(id, 'no migration stream arrived in time'), INCOMING_TIMEOUT_MS);
-    const arrival: Arrival = { ...newcomer, id, peer: peer.name, guest, socket, timer, artifactsFetched };
+    const arrival: Arrival = { ...newcomer, id, peer: peer.name, guest, timer, artifactsFetched };
     this.arrivals.set(id, arrival);
     // The guest ends by itself when an incoming migration fails (the source vanished, the stream broke).
     void guest.exited.then(() => {
       if (this.arrivals.get(id) === arrival) void this.abort(id, 'the guest ended during the incoming migration');
     });
-    log.info({ workload: name, peer: peer.name, id, artifactsFetched }, 'incoming migration accepted');
-    return { id, artifactsFetched };
+    log.info({ workload: name, peer: peer.name, id, artifactsFetched, port }, 'incoming migration accepted');
+    return { id, artifactsFetched, port, certificate: identity.certPem };
   }
 
   /** A workload of ours that went to `peer` comes back as it is defined here; any other is the peer's. */
@@ -159,16 +165,19 @@ export class IncomingMigrations {
     return fetched;
   }
 
-  /** The tunnel from the source: its bytes go to the waiting guest. */
-  stream(id: string, socket: Duplex): void {
+  /** The source's lease on migration `id`: while it lasts the source is there; once it ends unconfirmed, the arrival is given up. */
+  lease(id: string, socket: Duplex): void {
     const arrival = this.arrivals.get(id);
-    if (!arrival) {
+    if (!arrival || arrival.lease) {
       socket.destroy();
       return;
     }
-    void splice(socket, connect(arrival.socket)).then((error) => {
-      if (error) this.deps.log.warn({ workload: arrival.name, err: error.message }, 'incoming migration stream broke');
+    arrival.lease = socket;
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      if (this.arrivals.get(id) === arrival) void this.abort(id, 'the source went away during the migration');
     });
+    socket.resume();
   }
 
   /** The source says its side completed: wait until the guest runs here, then it is ours. */
@@ -187,7 +196,7 @@ export class IncomingMigrations {
     }
     clearTimeout(arrival.timer);
     this.arrivals.delete(id);
-    rmSync(arrival.socket, { force: true });
+    arrival.lease?.destroy();
     const { name, definition, guest, origin, peer, artifactsFetched } = arrival;
     this.deps.manager.adopt(name, definition, guest, origin, 'migrated in', { peer, ...stats, artifactsFetched });
     return { status };
@@ -200,8 +209,8 @@ export class IncomingMigrations {
     this.arrivals.delete(id);
     clearTimeout(arrival.timer);
     this.deps.log.warn({ workload: arrival.name, peer: arrival.peer, reason }, 'incoming migration abandoned');
+    arrival.lease?.destroy();
     await arrival.guest.quit().catch(() => undefined);
-    rmSync(arrival.socket, { force: true });
   }
 
   async stop(): Promise<void> {

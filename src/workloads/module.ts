@@ -59,8 +59,8 @@ export class WorkloadsModule implements Module {
     const runtime = new QemuRuntime({ runDir, pidDir, consoleMaxBytes: config.consoleMaxBytes }, log);
     const manager = new WorkloadManager({ config, dataDir, runDir, runtime, log });
     const client = new PeerClient(identity, log);
-    const outgoing = new OutgoingMigrations({ manager, client, peers: config.peers, bandwidthMiBps: config.migrationBandwidthMiBps, log });
-    const incoming = new IncomingMigrations({ manager, client, limits: config, log });
+    const outgoing = new OutgoingMigrations({ manager, client, identity, peers: config.peers, bandwidthMiBps: config.migrationBandwidthMiBps, log });
+    const incoming = new IncomingMigrations({ manager, client, identity, streamHost: config.listen.host, limits: config, log });
     const server = new PeerServer({
       identity,
       peers: config.peers,

@@ -4,7 +4,7 @@
  *   POST /v1/migrations                  an offer: fetch, verify, start a guest waiting for the stream
  *   POST /v1/migrations/{id}/confirm     the source completed: the guest is ours once it runs
  *   POST /v1/migrations/{id}/abort       the source gave up
- *   GET  /v1/migrations/{id}/stream      (Upgrade) the migration stream itself, as raw bytes
+ *   GET  /v1/migrations/{id}/stream      (Upgrade) the source's lease: held until it confirms
  *   GET  /v1/artifacts/{sha256}          an artifact of one of this agent's images
  *   POST /v1/workloads/{name}/return     the peer wants back a workload it sent here (here `<peer>.<name>`)
  *   GET  /v1/workloads                   the workloads here
@@ -18,8 +18,8 @@ import type { Acceptance, MigrationResult, OutgoingMigrations } from './migrate-
 import { peerScoped } from './peer-scope.js';
 import type { PeerRoute, PeerStreamHandler } from './peers.js';
 
-/** The one path served as a raw stream: the migration's bytes after the Upgrade. */
-const MIGRATION_STREAM = /^\/v1\/migrations\/([0-9a-f-]{36})\/stream$/;
+/** The one path served as a raw stream: the lease the source holds on a migration (migrate-out.ts). */
+const MIGRATION_LEASE = /^\/v1\/migrations\/([0-9a-f-]{36})\/stream$/;
 
 export interface PeerApiParts {
   manager: WorkloadManager;
@@ -65,8 +65,8 @@ export function peerRoutes({ manager, incoming, outgoing }: PeerApiParts): PeerR
 
 export function peerStream(incoming: IncomingMigrations): PeerStreamHandler {
   return ({ path }, socket) => {
-    const id = MIGRATION_STREAM.exec(path)?.[1];
-    if (id) incoming.stream(id, socket);
+    const id = MIGRATION_LEASE.exec(path)?.[1];
+    if (id) incoming.lease(id, socket);
     else socket.destroy();
   };
 }

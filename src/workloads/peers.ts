@@ -2,8 +2,9 @@
  * The channel between two agents that move workloads: HTTPS with client certificates, where each
  * side knows the other only by the SHA-256 fingerprint of its self-signed certificate (no CA, no
  * shared secret). It carries JSON requests and streamed downloads (artifacts), served by the one
- * HTTP layer with the peer as the routes' context, and raw byte streams through an HTTP Upgrade
- * (QEMU's migration stream).
+ * HTTP layer with the peer as the routes' context, and, for a server given a stream handler, raw
+ * byte streams through an HTTP Upgrade (a migration's lease; the migration stream itself goes QEMU
+ * to QEMU over TLS with these same pinned certificates, migrate-out.ts).
  */
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -86,7 +87,8 @@ export class PeerServer {
       listen: PeerListen;
       log: Logger;
       routes: readonly PeerRoute[];
-      stream: PeerStreamHandler;
+      /** Takes raw streams; without one, an Upgrade is answered 404. */
+      stream?: PeerStreamHandler;
     },
   ) {
     this.router = new Router(options.routes, { maxBodyBytes: MAX_JSON_BYTES, log: options.log });
@@ -155,12 +157,14 @@ export class PeerServer {
     }
     const peer = this.identify(socket, `stream ${path}`);
     if (typeof peer === 'string') return refuse(403, 'Forbidden', peer);
+    const handler = this.options.stream;
+    if (!handler) return refuse(404, 'Not Found', `no raw streams are served here (${path})`);
     // The HTTP server no longer listens for errors on an upgraded socket; an unhandled one would end the process.
     socket.on('error', (error) => this.options.log.debug({ peer: peer.name, path, error: error.message }, 'peer stream failed'));
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${STREAM_PROTOCOL}\r\n\r\n`);
     if (head.length > 0) socket.unshift(head);
     try {
-      this.options.stream({ peer, path }, socket);
+      handler({ peer, path }, socket);
     } catch (error) {
       this.options.log.error({ peer: peer.name, path, error: (error as Error).message }, 'peer stream handler failed');
       socket.destroy();

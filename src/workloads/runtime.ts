@@ -22,6 +22,37 @@ export interface GuestSpec {
   network: GuestNetwork;
 }
 
+/**
+ * Mutual TLS on a migration stream with pinned certificates: this agent's own identity, and the
+ * peer's certificate, the only one the other end may present (it is the whole trust store).
+ */
+export interface StreamTls {
+  certPem: string;
+  keyPem: string;
+  peerCertPem: string;
+}
+
+/** Where a guest waiting for a migration stream listens: a host address of this agent's, and the stream's TLS. */
+export interface StreamListen {
+  host: string;
+  tls: StreamTls;
+}
+
+/** Where an outgoing migration stream goes: the target's address and port, and who must answer there. */
+export interface StreamTarget {
+  host: string;
+  port: number;
+  tls: StreamTls;
+  /** The name in the peer's certificate, which TLS checks the target's certificate against besides the pin. */
+  peerName: string;
+}
+
+/** A guest waiting for a migration stream, and the port it took for it. */
+export interface IncomingGuest {
+  guest: Guest;
+  port: number;
+}
+
 export interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -43,8 +74,12 @@ export interface MigrationInfo {
 export interface Runtime {
   /** Boots the guest, or starts it from a file `snapshot` wrote; resolves once it runs, and leaves nothing behind when it fails. */
   start(spec: GuestSpec, snapshot?: string): Promise<Guest>;
-  /** Starts the guest waiting for a migration stream on `uri` instead of booting: the target of a migration. */
-  incoming(spec: GuestSpec, uri: string): Promise<Guest>;
+  /**
+   * Starts the guest waiting for a migration stream instead of booting: the target of a migration.
+   * It listens on `listen.host`, on a port of its own choosing, and takes only a stream whose
+   * sender presents the pinned certificate; a connection that does not is dropped, and it waits on.
+   */
+  incoming(spec: GuestSpec, listen: StreamListen): Promise<IncomingGuest>;
   /**
    * Ends the guests a killed run of this agent left (they outlive it), so what ran starts again
    * under control instead of twice; resolves once they are gone. Never ends a guest it did not start.
@@ -69,8 +104,10 @@ export interface Guest {
   quit(timeoutMs?: number): Promise<void>;
   /** Caps what an outgoing migration may take of the link. */
   capMigrationBandwidth(bytesPerSecond: number): Promise<void>;
-  /** Starts sending its state to `uri` (`unix:<path>`, `tcp:<host>:<port>`) and returns; the guest runs on meanwhile. */
-  migrateOut(uri: string): Promise<void>;
+  /** Starts sending its state to `target` over mutual TLS and returns; the guest runs on meanwhile. */
+  migrateTo(target: StreamTarget): Promise<void>;
+  /** Stops an outgoing migration under way; the guest runs on here. */
+  cancelMigration(): Promise<void>;
   /** Until the outgoing migration completed, failed or was cancelled, saying which; rejects only if it still goes after `timeoutMs`. */
   awaitMigration(timeoutMs: number, onProgress?: (info: MigrationInfo) => void): Promise<MigrationInfo>;
   /** Writes its whole state to `file`, which `start` starts from later; the guest is left paused. */

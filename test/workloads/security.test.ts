@@ -15,10 +15,11 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { connect as tcpConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
 import * as v from 'valibot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -212,9 +213,23 @@ describe('workload guests and peers', () => {
     return new Streamed(stream);
   }
 
-  /** An offer to meta as `from` would make it, answered or refused. */
-  function offer(from: Side, definition: Record<string, unknown>, manifest: Record<string, unknown>): Promise<{ id: string; artifactsFetched: number }> {
-    return new PeerClient(from.identity, log).request(meta.peer, 'POST', '/v1/migrations', { definition, manifest }, 20_000);
+  /** An offer to meta as `from` would make it (with `certificate` for its stream, its own by default), answered or refused. */
+  function offer(from: Side, definition: Record<string, unknown>, manifest: Record<string, unknown>, certificate = from.identity.certPem): Promise<{ id: string; artifactsFetched: number; port: number }> {
+    return new PeerClient(from.identity, log).request(meta.peer, 'POST', '/v1/migrations', { definition, manifest, certificate }, 20_000);
+  }
+
+  /** What `socket` received before it closed (or `ms` passed), and whether it closed. */
+  function drain(socket: Socket, ms = 5000): Promise<{ bytes: number; closed: boolean }> {
+    let bytes = 0;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ bytes, closed: false }), ms);
+      socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      socket.on('error', () => undefined);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve({ bytes, closed: true });
+      });
+    });
   }
 
   async function refusal(promise: Promise<unknown>): Promise<PeerError> {
@@ -288,6 +303,29 @@ describe('workload guests and peers', () => {
     await call(edge, 'DELETE', '/safety');
     await call(meta, 'DELETE', '/safety');
   }, 90_000);
+
+  it('the migration stream takes only the source’s pinned certificate: another in the offer is refused 403, and at the waiting guest’s port a LAN host is cut off and the guest waits on', async () => {
+    const ticker = builtManifest('unikernel-ticker');
+    const swapped = await refusal(offer(edge, { name: 'swapped', image: ticker.name }, { ...ticker }, rogue.identity.certPem));
+    expect(swapped.status).toBe(403);
+    expect(swapped.message).toBe(`peer meta answered 403 to POST /v1/migrations: peer edge sent certificate ${rogue.identity.fingerprint} for the migration stream, not its pinned ${edge.identity.fingerprint}`);
+    expect(qemuUnder(join(meta.run, 'edge.swapped.qmp'))).toEqual([]);
+
+    const accepted = await offer(edge, { name: 'waiting', image: ticker.name }, { ...ticker });
+    expect(accepted.port).toBeGreaterThan(0);
+    // Another peer of meta's, with its own pinned certificate: not the one this stream trusts.
+    const impostor = tlsConnect({ host: '127.0.0.1', port: accepted.port, cert: rogue.identity.certPem, key: rogue.identity.keyPem, rejectUnauthorized: false });
+    impostor.on('secureConnect', () => impostor.write(randomBytes(64 * KiB)));
+    expect(await drain(impostor)).toEqual({ bytes: 0, closed: true });
+    // No TLS at all: bytes that would be a migration stream.
+    const plain = tcpConnect(accepted.port, '127.0.0.1', () => plain.write(Buffer.concat([Buffer.from('QEVM'), randomBytes(64 * KiB)])));
+    expect((await drain(plain)).closed).toBe(true);
+    // The guest still waits for its stream (a failed incoming migration would have ended its QEMU).
+    await sleep(300);
+    expect(qemuOf(meta, 'edge.waiting')).toContain('-incoming defer');
+    await new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
+    await waitFor('the waiting guest gone', () => qemuUnder(join(meta.run, 'edge.waiting.qmp')).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
+  }, 60_000);
 
   it('a peer’s image named like a local one does not replace it', async () => {
     const local = builtManifest('unikernel-ticker');

@@ -168,9 +168,10 @@ describe('workloads between two agents', () => {
 
   it('refuses an image for another architecture, and an unknown peer, with the reason', async () => {
     const manifest = JSON.parse(readFileSync(join(IMAGES, 'unikernel-ticker/manifest.json'), 'utf8')) as Record<string, unknown>;
-    const asEdge = new PeerClient(loadOrCreateIdentity(identityDir(edge.data), 'edge'), createLogger('silent'));
+    const edgeIdentity = loadOrCreateIdentity(identityDir(edge.data), 'edge');
+    const asEdge = new PeerClient(edgeIdentity, createLogger('silent'));
     const metaPeer = { name: 'meta', url: `https://127.0.0.1:${meta.port}`, fingerprint: meta.fingerprint };
-    const offer = (m: Record<string, unknown>) => asEdge.request(metaPeer, 'POST', '/v1/migrations', { definition: { name: 'other', image: 'unikernel-ticker' }, manifest: m });
+    const offer = (m: Record<string, unknown>) => asEdge.request(metaPeer, 'POST', '/v1/migrations', { definition: { name: 'other', image: 'unikernel-ticker' }, manifest: m, certificate: edgeIdentity.certPem });
     await expect(offer({ ...manifest, architecture: 'aarch64' })).rejects.toThrow(/image is for aarch64, this host is x86_64/);
     await expect(offer({ ...manifest, runtime: 'firecracker' })).rejects.toThrow(/runtime "firecracker" is not supported/);
     const stranger = new PeerClient(loadOrCreateIdentity(tempDir('stranger-'), 'stranger'), createLogger('silent'));

@@ -15,11 +15,12 @@ import * as v from 'valibot';
 import type { Logger } from '../../log.js';
 import { makeDirPrivate } from '../../private-dirs.js';
 import { timedOut, withTimeout } from '../../timeout.js';
-import type { Exit, Guest, MigrationInfo } from '../runtime.js';
+import type { Exit, Guest, MigrationInfo, StreamListen, StreamTarget } from '../runtime.js';
 import { qemuBinary } from './accel.js';
 import { CONSOLE_FD, qemuArgs, qmpPathOf, SNAPSHOT_FD, type QemuOptions } from './args.js';
 import { ConsoleFile, consolePathOf, consoleTail } from './console.js';
 import { CpuQuota } from './cpu-quota.js';
+import { dropTls, listeningPort, removeTls, tcpUri, useTls } from './migration-tls.js';
 import { forgetStarted, recordStarted } from './pidfiles.js';
 import { QmpClient } from './qmp.js';
 import { listening } from '../../listen.js';
@@ -76,6 +77,8 @@ const exitReason = ({ code, signal }: Exit) => `QEMU exited (${signal ?? `code $
 export class QemuProcess implements Guest {
   readonly pid: number;
   readonly consolePath: string;
+  /** Migrations over TLS this QEMU has set up: each gets credentials of its own, as a failed one's may still be held. */
+  private tlsSetups = 0;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -176,9 +179,37 @@ export class QemuProcess implements Guest {
     await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(bytesPerSecond) });
   }
 
-  /** Starts a live migration to `uri` (QEMU's syntax: `tcp:host:port`, `unix:path`); returns at once. */
+  /** Starts a live migration to `target`, QEMU to QEMU over mutual TLS with the pinned certificates (migration-tls.ts); returns at once. */
+  async migrateTo(target: StreamTarget): Promise<void> {
+    if (this.tlsSetups > 0) await removeTls(this.qmp, this.tlsId());
+    this.tlsSetups++;
+    await useTls(this.qmp, this.tlsDir(), this.tlsId(), 'client', target.tls, target.peerName);
+    await this.migrateOut(tcpUri(target.host, target.port));
+  }
+
+  /** For a QEMU started with `incoming: 'defer'`: listen on `listen.host` over mutual TLS for the stream; says the port it took. */
+  async listenForMigration(listen: StreamListen): Promise<number> {
+    this.tlsSetups++;
+    await useTls(this.qmp, this.tlsDir(), this.tlsId(), 'server', listen.tls);
+    await this.migrateIncoming(tcpUri(listen.host, 0));
+    return listeningPort(this.qmp);
+  }
+
+  private tlsId(): string {
+    return `migration-tls-${this.tlsSetups}`;
+  }
+
+  private tlsDir(): string {
+    return join(this.options.runDir, `${this.options.id}.tls`);
+  }
+
+  /** Starts a live migration to `uri` (QEMU's syntax: `tcp:host:port`, `unix:path`), as set up before; returns at once. */
   async migrateOut(uri: string): Promise<void> {
     await this.qmp.execute('migrate', { uri });
+  }
+
+  async cancelMigration(): Promise<void> {
+    await this.qmp.execute('migrate_cancel');
   }
 
   /** For a QEMU started with `incoming: 'defer'`: listen on `uri` for the migration stream. */
@@ -215,6 +246,7 @@ export class QemuProcess implements Guest {
     const receiver = await receiveOne(socketPath, partial);
     try {
       await this.pause();
+      await dropTls(this.qmp);
       await this.capMigrationBandwidth(SNAPSHOT_BANDWIDTH_BYTES_PER_S);
       await this.migrateOut(`unix:${socketPath}`);
       const info = await this.awaitMigration(SNAPSHOT_TIMEOUT_MS);

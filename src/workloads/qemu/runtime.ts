@@ -4,7 +4,7 @@
  * else TCG.
  */
 import type { Logger } from '../../log.js';
-import type { Guest, GuestSpec, Runtime } from '../runtime.js';
+import type { Guest, GuestSpec, IncomingGuest, Runtime, StreamListen } from '../runtime.js';
 import { detectAccel } from './accel.js';
 import type { QemuOptions } from './args.js';
 import { consolePathOf, consoleTail } from './console.js';
@@ -24,15 +24,14 @@ export class QemuRuntime implements Runtime {
     return QemuProcess.start(await this.options(spec, { snapshot }), this.log.child({ workload: spec.name }));
   }
 
-  async incoming(spec: GuestSpec, uri: string): Promise<Guest> {
+  async incoming(spec: GuestSpec, listen: StreamListen): Promise<IncomingGuest> {
     const qemu = await QemuProcess.start(await this.options(spec, { incoming: 'defer' }), this.log.child({ workload: spec.name }));
     try {
-      await qemu.migrateIncoming(uri);
+      return { guest: qemu, port: await qemu.listenForMigration(listen) };
     } catch (error) {
       await qemu.quit().catch(() => undefined);
       throw error;
     }
-    return qemu;
   }
 
   /** QEMUs are found by the pidfiles this runtime wrote: never by the run directory, which another agent may share. */
