@@ -3,6 +3,7 @@
  * metamanager keeps them (models.Meta: key, type, value) so that they can be acknowledged once
  * stored; the agent runs no pods, it only holds and lists them. Values stay in SQLite, not in memory.
  */
+import { byCodeUnits } from '../compare.js';
 import type { Database } from '../db/database.js';
 
 export interface StoredResource {
@@ -27,7 +28,7 @@ export class CloudResources {
   }
 
   list(): StoredResource[] {
-    return [...this.index.values()].sort((a, b) => a.type.localeCompare(b.type) || a.key.localeCompare(b.key));
+    return [...this.index.values()].sort((a, b) => byCodeUnits(a.type, b.type) || byCodeUnits(a.key, b.key));
   }
 
   /** Stored with the next commit (await the database's flushed() before acknowledging it). */

@@ -6,6 +6,7 @@ import type { GenericSchema } from 'valibot';
 import type { Device, DeviceModel, ManifestSource } from './model.js';
 import { deviceFromV1alpha2, deviceFromV1beta1, modelFromV1alpha2, modelFromV1beta1 } from './normalize.js';
 import { parseWith } from '../schema.js';
+import { byCodeUnits } from '../compare.js';
 import { deviceModelV1alpha2, deviceModelV1beta1, deviceV1alpha2, deviceV1beta1, manifestHeader } from './schema.js';
 
 export interface ManifestError extends ManifestSource {
@@ -60,7 +61,7 @@ function manifestFiles(catalog: Catalog, path: string): string[] {
     return [];
   }
   return entries
-    .sort((a, b) => a.name.localeCompare(b.name))
+    .sort((a, b) => byCodeUnits(a.name, b.name))
     .flatMap((entry) => {
       const full = join(path, entry.name);
       if (entry.isDirectory()) return manifestFiles(catalog, full);

@@ -4,6 +4,7 @@
  * set with the most useful airtime wins, but what is in use now gets a bonus (the hysteresis),
  * so the radio does not flap between channels or APs of nearly equal worth.
  */
+import { byCodeUnits } from '../compare.js';
 
 export interface Candidate {
   bssid: string;
@@ -45,7 +46,7 @@ function pick(candidates: Candidate[], channels: Set<number>, count: number): Ca
 export function plan({ identities, candidates, current, channels, hysteresis }: PlanInput): Plan {
   const inUse = new Set(current.values());
   const weight = (c: Candidate) => (inUse.has(c.bssid) ? c.score * (1 + hysteresis) : c.score);
-  const ranked = [...candidates].sort((a, b) => weight(b) - weight(a) || a.bssid.localeCompare(b.bssid));
+  const ranked = [...candidates].sort((a, b) => weight(b) - weight(a) || byCodeUnits(a.bssid, b.bssid));
   const allChannels = [...new Set(ranked.map((c) => c.channel))];
 
   // A set with a trusted AP beats any set without one: sensitive traffic needs somewhere to go.
