@@ -42,6 +42,8 @@ export interface OutboxStats {
   resent: number;
   dropped: number;
   coalesced: number;
+  /** How old the oldest queued report is (from its own timestamp), when one is queued. */
+  oldestAgeMs?: number;
 }
 
 /** A report's seq and the bytes its row takes; shared by the staged list and an open report, so a merge resizes both. */
@@ -105,6 +107,7 @@ export class Outbox {
       next: store.prepare('SELECT seq, resource, content FROM cloud_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
       one: store.prepare('SELECT resource, content FROM cloud_outbox WHERE seq = ?'),
       oldest: store.prepare(`SELECT seq, ${STORED_SIZE_SQL} AS size FROM cloud_outbox WHERE seq > ? ORDER BY seq LIMIT 100`),
+      head: store.prepare('SELECT seq, resource, content FROM cloud_outbox ORDER BY seq LIMIT 1'),
       meta: store.prepare('SELECT value FROM cloud_meta WHERE key = ?'),
       setMeta: store.prepare('INSERT OR REPLACE INTO cloud_meta (key, value) VALUES (?, ?)'),
     };
@@ -364,6 +367,16 @@ export class Outbox {
       resent: this.resent,
       dropped: this.dropped,
       coalesced: this.coalesced,
+      oldestAgeMs: this.oldestAgeMs(),
     };
+  }
+
+  /** Read from the head row when asked (a status or a scrape), not tracked per report: 3.6 M reports would each carry a time. */
+  private oldestAgeMs(): number | undefined {
+    const row = this.statements.head.get() as (StoredReport & { seq: number }) | undefined;
+    const report = row && this.decode(row.seq, row);
+    if (!report) return undefined;
+    const timestamp = (JSON.parse(report.content) as { timestamp?: unknown }).timestamp;
+    return typeof timestamp === 'number' ? Math.max(0, Date.now() - timestamp) : undefined;
   }
 }

@@ -19,6 +19,7 @@ export function cloudFamilies({ link, outbox }: CloudFigures): Family[] {
     gauge('edge_agent_cloud_outbox_reports', 'Reports queued for the cloud, in flight or not.', one(outbox.queued)),
     gauge('edge_agent_cloud_outbox_bytes', 'Bytes the queued reports take.', one(outbox.bytes)),
     gauge('edge_agent_cloud_outbox_in_flight', 'Reports sent and not answered yet.', one(outbox.inFlight)),
+    gauge('edge_agent_cloud_outbox_oldest_age_seconds', 'Age of the oldest queued report (0 when none is queued).', one((outbox.oldestAgeMs ?? 0) / 1000)),
     counter('edge_agent_cloud_outbox_resent_total', 'Sends of reports the cloud had not answered in time.', one(outbox.resent)),
     counter('edge_agent_cloud_outbox_dropped_total', 'Reports dropped for room.', one(outbox.dropped)),
     counter('edge_agent_cloud_outbox_coalesced_total', 'Reports merged into a newer one of the same key.', one(outbox.coalesced)),

@@ -85,6 +85,13 @@ export const workloadsSection = v.pipe(
     transferTimeoutMs: v.optional(positiveInteger, 600_000),
     /** Caps what a live migration may take of the link (QEMU's own default is 32 MiB/s). */
     migrationBandwidthMiBps: v.optional(v.pipe(v.number(), v.minValue(0.01))),
+    /**
+     * The pause a live migration aims at: QEMU copies while the guest runs until what is left fits
+     * in it. Below QEMU's 300 ms default because it judges what fits by the capped copy rate, while
+     * the final copy runs at the TLS stream's own pace, which on a small gateway is a few hundred MB/s.
+     * Unset: DEFAULT_DOWNTIME_LIMIT_MS (migrate-out.ts).
+     */
+    migrationDowntimeLimitMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
     workloads: v.optional(v.array(workloadDefinition), []),
     /** Each workload's serial console file is cut back to its newest half when it would pass this (the run dir is RAM on most gateways). */
     consoleMaxBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(256)), 1024 ** 2),

@@ -104,6 +104,8 @@ export interface Guest {
   quit(timeoutMs?: number): Promise<void>;
   /** Caps what an outgoing migration may take of the link. */
   capMigrationBandwidth(bytesPerSecond: number): Promise<void>;
+  /** The pause an outgoing migration aims at: it copies while the guest runs until the rest fits in it. */
+  limitMigrationDowntime(ms: number): Promise<void>;
   /** Starts sending its state to `target` over mutual TLS and returns; the guest runs on meanwhile. */
   migrateTo(target: StreamTarget): Promise<void>;
   /** Stops an outgoing migration under way; the guest runs on here. */

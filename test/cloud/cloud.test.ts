@@ -194,6 +194,9 @@ describe('the cloud link with a CloudHub', () => {
     const offline = await cloud();
     expect(offline.link.connected).toBe(false);
     expect(offline.outbox.queued).toBeGreaterThan(5);
+    // The oldest report waits since about when the cloud went away.
+    expect(offline.outbox.oldestAgeMs).toBeGreaterThan(2000);
+    expect(offline.outbox.oldestAgeMs).toBeLessThan(30_000);
     // Local reads and writes go on.
     const before = Number((await twin()).twin.count?.actual?.value);
     await sleep(500);

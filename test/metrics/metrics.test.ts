@@ -12,6 +12,8 @@ import { cloudFamilies } from '../../src/metrics/cloud.js';
 import { expose } from '../../src/metrics/exposition.js';
 import { wifiFamilies } from '../../src/metrics/wifi.js';
 import { workloadsFamilies } from '../../src/metrics/workloads.js';
+import { workloadsThroughApi } from '../../src/metrics/workloads-api.js';
+import { localRoutes, type LocalApiParts } from '../../src/workloads/api.js';
 import { DEMO_PROFILES, startTestAgent, tempDir, type TestAgent } from '../support/agent.js';
 import { startModbusTcp, type ModbusTcpServer } from '../support/modbus.js';
 import { connectClient } from '../support/mqtt.js';
@@ -229,5 +231,19 @@ describe('metrics read from the modules’ status', () => {
     expect(sample(lines, 'edge_agent_workload_migration_timestamp_seconds', { workload: 'web', direction: 'out' })).toBe(Date.parse('2026-01-02T10:00:00Z') / 1000);
     expect(sample(lines, 'edge_agent_workload_migration_downtime_seconds', { workload: 'db', direction: 'in' })).toBe(0.018);
     expect(sample(lines, 'edge_agent_workload_migration_duration_seconds', { workload: 'db', direction: 'in' })).toBeUndefined();
+  });
+
+  it('reads the workloads through the routes the workloads module serves', async () => {
+    const events = [{ at: '2026-01-02T10:00:00.000Z', event: 'migrated', detail: { downtimeMs: 42 } }];
+    // Only what the two GET routes reach of a started module.
+    const manager = {
+      list: () => [{ name: 'web', state: 'migrated' }],
+      get: (name: string) => ({ name, state: 'migrated' }),
+      history: () => events,
+      consoleTail: () => '',
+    };
+    const view = workloadsThroughApi(localRoutes(() => ({ manager, onDemand: [] }) as unknown as LocalApiParts));
+    expect(await view.list()).toEqual([{ name: 'web', state: 'migrated' }]);
+    expect(await view.history('web')).toEqual(events);
   });
 });

@@ -179,6 +179,10 @@ export class QemuProcess implements Guest {
     await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': Math.round(bytesPerSecond) });
   }
 
+  async limitMigrationDowntime(ms: number): Promise<void> {
+    await this.qmp.execute('migrate-set-parameters', { 'downtime-limit': Math.round(ms) });
+  }
+
   /** Starts a live migration to `target`, QEMU to QEMU over mutual TLS with the pinned certificates (migration-tls.ts); returns at once. */
   async migrateTo(target: StreamTarget): Promise<void> {
     if (this.tlsSetups > 0) await removeTls(this.qmp, this.tlsId());
