@@ -1,7 +1,7 @@
 /**
  * footprint: what the agent costs a gateway at rest.
- * - rss_mb: resident memory serving 100 virtual devices (10 properties each, read every second)
- *   after BENCH_FOOTPRINT_S seconds (60), with the breakdown the agent's GET /api/v1/memory gives
+ * - rss_mb: resident memory serving 100 virtual devices (10 properties each, read every second),
+ *   the median of one sample a second over BENCH_FOOTPRINT_S seconds (60) after a warm-up, with the breakdown the agent's GET /api/v1/memory gives
  *   at that moment (JS heap, code, external, SQLite cache bound, mapped files vs anonymous);
  * - cpu_pct: the CPU time it used (utime + stime from /proc/<pid>/stat) over that run after a
  *   10 s warm-up, in % of one core;
@@ -18,7 +18,7 @@ import type { MemoryReport } from '../src/api/memory.js';
 import { spawnAgent, type AgentProcess } from '../test/support/agent-process.js';
 import { startCloudHub } from '../test/support/cloudhub/server.js';
 import { writeBenchProfiles } from './lib/profiles.js';
-import { report, round } from './lib/report.js';
+import { median, report, round } from './lib/report.js';
 
 const DEVICES = 100;
 const PROPERTIES = 10;
@@ -48,14 +48,14 @@ async function stopAgent(agent: AgentProcess): Promise<void> {
   await agent.exited;
 }
 
-/** Runs `seconds`, returns the peak RSS seen each second. */
-async function watch(pid: number, seconds: number): Promise<number> {
-  let peak = 0;
+/** Runs `seconds`, sampling the RSS each second: where the heap stands between two collections moves one sample by several MB. */
+async function watch(pid: number, seconds: number): Promise<{ median: number; peak: number }> {
+  const samples: number[] = [];
   for (let s = 0; s < seconds; s++) {
     await sleep(1000);
-    peak = Math.max(peak, rssMb(pid));
+    samples.push(rssMb(pid));
   }
-  return peak;
+  return { median: median(samples), peak: Math.max(...samples) };
 }
 
 async function underLoad(profiles: string): Promise<Record<string, number>> {
@@ -64,13 +64,13 @@ async function underLoad(profiles: string): Promise<Record<string, number>> {
   try {
     await sleep(WARMUP_S * 1000);
     const before = cpuTicks(agent.child.pid!);
-    const peak = await watch(agent.child.pid!, RUN_S - WARMUP_S);
+    const rss = await watch(agent.child.pid!, RUN_S - WARMUP_S);
     const cpu = ((cpuTicks(agent.child.pid!) - before) / TICKS_PER_S / (RUN_S - WARMUP_S)) * 100;
     const memory = (await (await agent.api('/api/v1/memory')).json()) as MemoryReport;
     const twin = (await (await agent.api('/api/v1/devices/default/bench-000/twin')).json()) as Record<string, { actual_version?: { edge: number } }>;
     return {
-      rss_mb: round(rssMb(agent.child.pid!)),
-      peak_rss_mb: round(peak),
+      rss_mb: round(rss.median),
+      peak_rss_mb: round(rss.peak),
       cpu_pct: round(cpu, 2),
       js_heap_used_mb: memory.js_heap_used_mb,
       js_heap_reserved_mb: memory.js_heap_reserved_mb,
@@ -104,8 +104,7 @@ async function withCloud(profiles: string): Promise<number> {
       if (tries > 300) throw new Error('the cloud link did not connect');
       await sleep(100);
     }
-    await watch(agent.child.pid!, RUN_S);
-    return round(rssMb(agent.child.pid!));
+    return round((await watch(agent.child.pid!, RUN_S)).median);
   } finally {
     await stopAgent(agent);
     await hub.stop();
@@ -148,7 +147,7 @@ export async function footprint(): Promise<void> {
       bare_node_rss_mb: round(baseline),
       ratio_vs_bare_node: round(load.rss_mb! / baseline, 2),
       sources:
-        'rss/peak: /proc/<pid>/status VmRSS; cpu_pct: /proc/<pid>/stat utime+stime after a 10 s warm-up; breakdown: the agent’s GET /api/v1/memory; rss_mb_cloud: same load, cloud link connected to test/support/cloudhub; wakeups: voluntary context switches of the main thread, no devices',
+        'rss_mb: median of VmRSS (/proc/<pid>/status) sampled each second after a 10 s warm-up, peak_rss_mb their largest; cpu_pct: /proc/<pid>/stat utime+stime after a 10 s warm-up; breakdown: the agent’s GET /api/v1/memory; rss_mb_cloud: same load, cloud link connected to test/support/cloudhub; wakeups: voluntary context switches of the main thread, no devices',
     });
   } finally {
     bare.kill('SIGTERM');
