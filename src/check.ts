@@ -7,11 +7,11 @@
 import { constants, existsSync, readdirSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import type { Config } from './config.js';
 import { loadCatalog, type Catalog } from './devices/load.js';
-import { timedOut, withTimeout } from './timeout.js';
+import { tryConnect } from './connects.js';
 
 export type Outcome = 'ok' | 'warn' | 'fail' | 'skip';
 export interface CheckResult {
@@ -142,22 +142,8 @@ async function qemu(config: Config): Promise<CheckResult[]> {
 async function cloud(config: Config): Promise<CheckResult> {
   if (!config.cloud.enabled || config.cloud.server === undefined) return result('skip', 'cloud', 'cloud.enabled is false');
   const { server, websocketPort } = config.cloud;
-  const socket = connect({ host: server, port: websocketPort });
-  try {
-    await withTimeout(
-      new Promise<void>((resolve, reject) => {
-        socket.once('connect', resolve);
-        socket.once('error', reject);
-      }),
-      PROBE_TIMEOUT_MS,
-      timedOut('connecting', PROBE_TIMEOUT_MS),
-    );
-    return result('ok', 'cloud', `${server}:${websocketPort} reachable`);
-  } catch (error) {
-    return result('fail', 'cloud', `${server}:${websocketPort} unreachable: ${(error as Error).message}`);
-  } finally {
-    socket.destroy();
-  }
+  const error = await tryConnect({ host: server, port: websocketPort }, PROBE_TIMEOUT_MS);
+  return error ? result('fail', 'cloud', `${server}:${websocketPort} unreachable: ${error.message}`) : result('ok', 'cloud', `${server}:${websocketPort} reachable`);
 }
 
 /** Runs every check on a config that parsed; the caller reports a config that did not. */

@@ -5,12 +5,11 @@
  * Unlike /healthz (alive), a not-ready agent is expected to recover on its own: probes wait.
  */
 import { access, constants } from 'node:fs/promises';
-import { connect } from 'node:net';
 import type { Bus } from '../bus/bus.js';
+import { tryConnect } from '../connects.js';
 import type { DatabaseHealth } from '../db/database.js';
 import { AgentError } from '../errors.js';
 import type { Route } from '../http/router.js';
-import { timedOut, withTimeout } from '../timeout.js';
 
 export const READY_PATH = '/readyz';
 
@@ -37,22 +36,8 @@ async function brokerAccepts(url: string): Promise<string> {
   const { hostname, port: given, protocol } = new URL(url);
   const host = hostname.replace(/^\[|\]$/g, '');
   const port = Number(given) || (DEFAULT_PORTS[protocol] ?? 1883);
-  const socket = connect({ host, port });
-  try {
-    await withTimeout(
-      new Promise<void>((resolve, reject) => {
-        socket.once('connect', resolve);
-        socket.once('error', reject);
-      }),
-      BROKER_CONNECT_TIMEOUT_MS,
-      timedOut('connecting', BROKER_CONNECT_TIMEOUT_MS),
-    );
-    return 'ok';
-  } catch (error) {
-    return `not accepting on ${host}:${port}: ${(error as Error).message}`;
-  } finally {
-    socket.destroy();
-  }
+  const error = await tryConnect({ host, port }, BROKER_CONNECT_TIMEOUT_MS);
+  return error ? `not accepting on ${host}:${port}: ${error.message}` : 'ok';
 }
 
 /** Commits succeed (the engine's own account) and the file is still writable by this process (a read-only remount shows here first). */

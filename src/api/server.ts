@@ -3,12 +3,12 @@
  * the modules contribute through the one router, each request first passed by the guard
  * (auth.ts). It starts last, once every module it answers for is running.
  */
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { chmod } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentError } from '../errors.js';
 import { Router, sendError, type Route } from '../http/router.js';
-import { listening } from '../listen.js';
+import { listening, removeLeftSocket } from '../listen.js';
 import type { Logger } from '../log.js';
 import { MODULE, type Module } from '../module.js';
 import { ApiGuard } from './auth.js';
@@ -42,12 +42,6 @@ function refuse(res: ServerResponse, error: AgentError): void {
   if (error.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
   res.setHeader('Connection', 'close');
   sendError(res, error.status, error.message);
-}
-
-/** A socket file left by an agent that did not stop would fail the listen; anything else at the path is left for listen to report. */
-async function removeLeftSocket(path: string): Promise<void> {
-  const found = await lstat(path).catch(() => undefined);
-  if (found?.isSocket()) await unlink(path);
 }
 
 export class ApiServer implements Module {

@@ -101,3 +101,9 @@ export interface ManifestSource {
 export function deviceId(namespace: string | undefined, name: string): string {
   return `${namespace || 'default'}/${name}`;
 }
+
+/** The namespace and name of a `{namespace}/{name}` id. */
+export function splitId(id: string): { namespace: string; name: string } {
+  const slash = id.indexOf('/');
+  return { namespace: id.slice(0, slash), name: id.slice(slash + 1) };
+}

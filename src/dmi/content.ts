@@ -4,7 +4,7 @@
  * none) and `visitors.configData`, because mapper-framework dereferences both without checking;
  * config values are packed as `Any`; `pushMethod` and `methods` pass through.
  */
-import type { Device, DeviceModel, ModelProperty } from '../devices/model.js';
+import { splitId, type Device, type DeviceModel, type ModelProperty } from '../devices/model.js';
 import type { DeviceRecord } from '../twin/types.js';
 import { fromGoJson } from './go-json.js';
 import { messageType } from './proto.js';
@@ -20,9 +20,6 @@ function twinType(type: ModelProperty['type']): string {
   return type === 'double' ? 'float' : type === 'int' || type === 'float' || type === 'boolean' ? type : 'string';
 }
 
-/** `name` of a `{namespace}/{name}` id. */
-const nameOf = (id: string) => id.slice(id.indexOf('/') + 1);
-
 /** The DMI Device message; throws (naming the field) what EdgeCore's conversion would refuse. */
 export function dmiDevice(device: Device, model: DeviceModel | undefined, twin: DeviceRecord | undefined): Record<string, unknown> {
   const types = new Map(model?.properties.map((p) => [p.name, p.type]));
@@ -30,7 +27,7 @@ export function dmiDevice(device: Device, model: DeviceModel | undefined, twin: 
     name: device.name,
     namespace: device.namespace,
     spec: {
-      deviceModelReference: nameOf(device.modelId),
+      deviceModelReference: splitId(device.modelId).name,
       protocol: { protocolName: device.protocol.name, configData: { data: device.protocol.config } },
       properties: device.properties.map((property) => {
         const expected = twin?.twin.get(property.name)?.expected;

@@ -3,12 +3,14 @@
  * mapper-framework mappers (KubeEdge ≥ 1.15) register, report twins and states, and from where the
  * agent hands them their devices and models. Loaded only when enabled.
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Server as NetServer } from 'node:net';
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server as NetServer } from 'node:net';
 import { dirname } from 'node:path';
+import { tryConnect } from '../connects.js';
 import type { DeviceCatalog } from '../devices/catalog.js';
 import { AgentError, ConfigError } from '../errors.js';
 import type { Route } from '../http/router.js';
+import { listening, removeLeftSocket } from '../listen.js';
 import type { Logger } from '../log.js';
 import { MODULE, type Module, type Remove } from '../module.js';
 import type { TwinChange, Twins } from '../twin/twins.js';
@@ -32,34 +34,6 @@ export interface DmiDeps {
   catalog: DeviceCatalog;
   twins: Twins;
   log: Logger;
-}
-
-/** EdgeCore removes a stale socket before it listens; anything else at the path is a config error, not ours to delete. */
-function removeStaleSocket(path: string): void {
-  let stat;
-  try {
-    stat = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!stat.isSocket()) throw new ConfigError(`dmi.socket: ${path} exists and is not a socket`);
-  unlinkSync(path);
-}
-
-/** Whether something accepts connections on the unix socket at `path`; resolves with the error when not. */
-function probe(path: string): Promise<Error | undefined> {
-  return new Promise((resolve) => {
-    const socket = connect({ path, timeout: PROBE_TIMEOUT_MS });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(undefined);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(new Error('connection timed out'));
-    });
-    socket.once('error', (error) => resolve(error));
-  });
 }
 
 /** Whether the twin change sets a desired value: the mapper needs the device again. A mapper's own reports never do. */
@@ -103,7 +77,8 @@ export class DmiModule implements Module {
   async start(): Promise<void> {
     const { config, socket, registry, catalog, twins, log } = this.deps;
     mkdirSync(dirname(socket), { recursive: true });
-    removeStaleSocket(socket);
+    // EdgeCore removes a stale socket before it listens; anything else at the path is a config error, not ours to delete.
+    if (!(await removeLeftSocket(socket))) throw new ConfigError(`dmi.socket: ${socket} exists and is not a socket`);
     // A plain listener: the gRPC engine is loaded when the first mapper connects, and the
     // connection waits (paused, nothing read) until it is.
     const listener = createServer({ pauseOnConnect: true }, (connection) => {
@@ -116,13 +91,7 @@ export class DmiModule implements Module {
       );
     });
     this.listener = listener;
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(socket, () => {
-        listener.off('error', reject);
-        resolve();
-      });
-    });
+    await listening(listener, (done) => listener.listen(socket, done));
     // Who may attach is who may open the socket: the agent's user (and root).
     chmodSync(socket, 0o600);
     const scheduleAll = () => {
@@ -160,7 +129,7 @@ export class DmiModule implements Module {
 
   private async probeAll(): Promise<void> {
     for (const mapper of this.deps.registry.list()) {
-      const error = await probe(mapper.address);
+      const error = await tryConnect({ path: mapper.address }, PROBE_TIMEOUT_MS);
       if (this.stopping.signal.aborted) return;
       const { sync } = await this.engine();
       if (!error) sync.reachable(mapper.protocol);

@@ -89,7 +89,7 @@ export class MapperRegistry {
 
   /** Forgets the protocol's mapper and what it was sent; resolves once committed. */
   async forget(protocol: string): Promise<void> {
-    for (const kind of ['device', 'model'] as const) for (const id of this.sentIds(kind)) if (this.sentTo(kind, id)!.protocol === protocol) this.recordSent(kind, id, undefined);
+    for (const kind of ['device', 'model'] as const) for (const id of this.sentFor(kind, protocol)) this.recordSent(kind, id, undefined);
     this.db.queue(() => this.deleteMapper.run(protocol));
     await this.db.flushed();
     this.mappers.delete(protocol);
@@ -100,8 +100,9 @@ export class MapperRegistry {
     return this.sent[kind].get(id);
   }
 
-  sentIds(kind: SentKind): string[] {
-    return [...this.sent[kind].keys()];
+  /** The devices or models the protocol's mapper was last sent. */
+  sentFor(kind: SentKind, protocol: string): string[] {
+    return [...this.sent[kind]].filter(([, sent]) => sent.protocol === protocol).map(([id]) => id);
   }
 
   /** The mapper has `sent` now (undefined: it has nothing of it any more). */

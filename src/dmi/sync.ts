@@ -8,7 +8,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import type { DeviceCatalog } from '../devices/catalog.js';
-import type { Device } from '../devices/model.js';
+import { splitId, type Device } from '../devices/model.js';
 import type { Logger } from '../log.js';
 import type { Twins } from '../twin/twins.js';
 import { callMapper, MapperCallError, type MapperCall } from './client.js';
@@ -49,7 +49,6 @@ function encoded(kind: SentKind, protocol: string, message: Record<string, unkno
   return { message, sent: { protocol, content: Buffer.from(type.encode(type.fromObject(message)).finish()).toString('base64') } };
 }
 
-const namespaced = (id: string) => ({ namespace: id.slice(0, id.indexOf('/')), name: id.slice(id.indexOf('/') + 1) });
 
 export class MapperSync {
   private readonly queues = new Map<string, Promise<void>>();
@@ -105,7 +104,7 @@ export class MapperSync {
     const { registry, twins } = this.deps;
     for (const kind of ['device', 'model'] as const) {
       const wanted = kind === 'device' ? plan.devices : plan.models;
-      for (const id of registry.sentIds(kind)) if (registry.sentTo(kind, id)!.protocol === protocol && !(withData && wanted.has(id))) registry.recordSent(kind, id, undefined);
+      for (const id of registry.sentFor(kind, protocol)) if (!(withData && wanted.has(id))) registry.recordSent(kind, id, undefined);
       if (withData) for (const [id, { sent }] of wanted) registry.recordSent(kind, id, sent);
     }
     // Without its data in the answer, the mapper is handed each device once it listens.
@@ -168,18 +167,19 @@ export class MapperSync {
     const plan = this.plan(protocol);
     this.refuse(plan.refused);
     this.incomplete.add(protocol);
-    const sentHere = (kind: SentKind) => registry.sentIds(kind).filter((id) => registry.sentTo(kind, id)!.protocol === protocol);
     const changed = (kind: SentKind, wanted: Map<string, Wanted>) => [...wanted].filter(([id, w]) => registry.sentTo(kind, id)?.content !== w.sent.content);
 
     const steps: Array<{ kind: SentKind; id: string; call: MapperCall; request: object; sent: Sent | undefined }> = [
       ...changed('model', plan.models).map(([id, w]) => ({ kind: 'model' as const, id, call: (registry.sentTo('model', id) ? 'UpdateDeviceModel' : 'CreateDeviceModel') as MapperCall, request: { model: w.message }, sent: w.sent })),
-      ...sentHere('device')
+      ...registry
+        .sentFor('device', protocol)
         .filter((id) => !plan.devices.has(id))
-        .map((id) => ({ kind: 'device' as const, id, call: 'RemoveDevice' as MapperCall, request: { deviceName: namespaced(id).name, deviceNamespace: namespaced(id).namespace }, sent: undefined })),
+        .map((id) => ({ kind: 'device' as const, id, call: 'RemoveDevice' as MapperCall, request: { deviceName: splitId(id).name, deviceNamespace: splitId(id).namespace }, sent: undefined })),
       ...changed('device', plan.devices).map(([id, w]) => ({ kind: 'device' as const, id, call: (registry.sentTo('device', id) ? 'UpdateDevice' : 'RegisterDevice') as MapperCall, request: { device: w.message }, sent: w.sent })),
-      ...sentHere('model')
+      ...registry
+        .sentFor('model', protocol)
         .filter((id) => !plan.models.has(id))
-        .map((id) => ({ kind: 'model' as const, id, call: 'RemoveDeviceModel' as MapperCall, request: { modelName: namespaced(id).name, modelNamespace: namespaced(id).namespace }, sent: undefined })),
+        .map((id) => ({ kind: 'model' as const, id, call: 'RemoveDeviceModel' as MapperCall, request: { modelName: splitId(id).name, modelNamespace: splitId(id).namespace }, sent: undefined })),
     ];
     for (const step of steps) {
       try {
