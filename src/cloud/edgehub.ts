@@ -47,7 +47,8 @@ export interface CloudStatus {
   link: LinkStatus;
   kubeedgeVersion: KubeEdgeVersion;
   registered: boolean;
-  outbox: OutboxStats;
+  /** The outbox's counts, and how old its oldest queued report is (when one is queued). */
+  outbox: OutboxStats & { oldestAgeMs?: number };
   devices: number;
   models: number;
   /** Every other resource the cloud sent and the agent stored (pods are stored, not run). */
@@ -130,7 +131,7 @@ export class EdgeHub implements Module {
       link: link.state(),
       kubeedgeVersion: this.deps.config.kubeedgeVersion,
       registered: this.registered,
-      outbox: outbox.stats(),
+      outbox: { ...outbox.stats(), oldestAgeMs: outbox.oldestAgeMs() },
       devices: all.filter((o) => o.kind === 'device').length,
       models: all.filter((o) => o.kind === 'devicemodel').length,
       resources: resources.list(),

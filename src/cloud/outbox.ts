@@ -42,8 +42,6 @@ export interface OutboxStats {
   resent: number;
   dropped: number;
   coalesced: number;
-  /** How old the oldest queued report is (from its own timestamp), when one is queued. */
-  oldestAgeMs?: number;
 }
 
 /** A report's seq and the bytes its row takes; shared by the staged list and an open report, so a merge resizes both. */
@@ -367,12 +365,11 @@ export class Outbox {
       resent: this.resent,
       dropped: this.dropped,
       coalesced: this.coalesced,
-      oldestAgeMs: this.oldestAgeMs(),
     };
   }
 
   /** Read from the head row when asked (a status or a scrape), not tracked per report: 3.6 M reports would each carry a time. */
-  private oldestAgeMs(): number | undefined {
+  oldestAgeMs(): number | undefined {
     const row = this.statements.head.get() as (StoredReport & { seq: number }) | undefined;
     const report = row && this.decode(row.seq, row);
     if (!report) return undefined;

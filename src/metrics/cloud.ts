@@ -1,12 +1,12 @@
 /** The cloud link's state and its outbox, read from the cloud module's status when scraped. */
 import type { LinkStatus } from '../cloud/link.js';
-import type { OutboxStats } from '../cloud/outbox.js';
+import type { CloudStatus } from '../cloud/edgehub.js';
 import { counter, gauge, type Family } from './family.js';
 
 /** What is read of `EdgeHub.status()`: the rest of it (stored objects) is not a figure. */
 export interface CloudFigures {
   link: Pick<LinkStatus, 'connected' | 'connects'>;
-  outbox: OutboxStats;
+  outbox: CloudStatus['outbox'];
 }
 
 const one = (value: number) => [{ labels: {}, value }];
