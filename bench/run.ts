@@ -6,6 +6,7 @@ import { migration } from './migration.js';
 import { modbusPoll } from './modbus-poll.js';
 import { onDemand } from './on-demand.js';
 import { packageBench } from './package.js';
+import { paths } from './paths/index.js';
 import { startup } from './startup.js';
 import { twinIngest } from './twin-ingest.js';
 import { wifi } from './wifi/index.js';
@@ -21,6 +22,7 @@ const benchmarks: Record<string, () => Promise<void>> = {
   migration,
   'on-demand': onDemand,
   package: packageBench,
+  paths,
 };
 /** Run only when named: `package` builds three packages and debootstraps emulated roots (root, minutes). */
 const NAMED_ONLY = new Set(['package']);

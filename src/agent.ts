@@ -67,11 +67,11 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const telemetry = new TelemetryModule({ wifi, log });
   // Loaded only when enabled: WebSocket, TLS and certificate code cost memory.
   const cloud = config.cloud.enabled
-    ? new (await import('./cloud/edgehub.js')).EdgeHub({ config: config.cloud, node: config.node, dataDir: config.dataDir, db, twins, catalog, telemetry, log })
+    ? new (await import('./cloud/edgehub.js')).EdgeHub({ config: config.cloud, node: config.node, dataDir: config.dataDir, db, twins, catalog, telemetry, paths: wifi.paths, log })
     : undefined;
   // Loaded only when enabled: QEMU control, the peer endpoint and its TLS cost memory.
   const workloads = config.workloads.enabled
-    ? new (await import('./workloads/index.js')).WorkloadsModule({ config: config.workloads, node: config.node, dataDir: config.dataDir, runDir: config.runDir, telemetry, log })
+    ? new (await import('./workloads/index.js')).WorkloadsModule({ config: config.workloads, node: config.node, dataDir: config.dataDir, runDir: config.runDir, telemetry, paths: wifi.paths, log })
     : undefined;
 
   // Loaded only when enabled: gRPC and protobuf cost memory.

@@ -7,7 +7,8 @@
  */
 import type { CloudStatus } from './cloud/edgehub.js';
 import type { DeviceSummary, TwinView } from './twin/routes.js';
-import type { WifiReport } from './wifi/wifi.js';
+import { TRAFFIC, type Placement } from './wifi/paths.js';
+import type { WifiView } from './wifi/wifi.js';
 import type { WorkloadList } from './workloads/index.js';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -243,9 +244,10 @@ async function twin(values: Values, args: string[]): Promise<void> {
 }
 
 async function wifi(values: Values): Promise<void> {
-  const state = await client(values).request<WifiReport>('GET', '/api/v1/wifi');
+  const state = await client(values).request<WifiView>('GET', '/api/v1/wifi');
   if (values.json) return console.log(JSON.stringify(state, null, 2));
-  if ('status' in state) return console.log(`wifi ${state.status} on ${state.radio}${'error' in state ? `: ${state.error}` : ''}`);
+  const paths = `agent traffic: ${TRAFFIC.map((traffic) => `${traffic} ${describePath(state.paths[traffic])}`).join('; ')}`;
+  if ('status' in state) return console.log(`wifi ${state.status} on ${state.radio}${'error' in state ? `: ${state.error}` : ''}\n${paths}`);
   const dash = (value: unknown) => (value === undefined ? '-' : String(value));
   console.log(`${state.backend} on ${state.radio}: channels ${state.channels.join(', ') || '-'} (radio can hold ${state.channelCapacity} at once)`);
   if (state.warning) console.log(`warning: ${state.warning}`);
@@ -261,6 +263,14 @@ async function wifi(values: Values): Promise<void> {
   console.log(`\n${table([['AP', 'BSSID', 'CH', 'SIGNAL', 'SECURITY', 'TRUSTED', 'CHANNEL BUSY', 'SCORE', ''], ...aps])}`);
   if (state.lastSwitch) console.log(`\nlast channel switch: ${state.lastSwitch.from.join(',')} -> ${state.lastSwitch.to.join(',')} in ${state.lastSwitch.ms} ms`);
   if (state.lastRecoveryMs !== undefined) console.log(`last recovery after losing an AP: ${state.lastRecoveryMs} ms`);
+  console.log(`\n${paths}`);
+}
+
+/** Where a kind of the agent's own traffic leaves from (wifi.sensitive), in a few words. */
+function describePath(path: Placement): string {
+  if (path.via === 'system') return "leaves by the system's routes";
+  if (path.via === 'none') return `waits: ${path.reason}`;
+  return `leaves from ${path.identity}${path.address ? ` ${path.address}` : ''}${path.trusted ? ' (trusted)' : ' (untrusted: wifi.fallback any)'}`;
 }
 
 async function cloud(values: Values): Promise<void> {
@@ -270,6 +280,7 @@ async function cloud(values: Values): Promise<void> {
   const { link, outbox } = state;
   console.log(`${link.connected ? 'connected' : 'disconnected'} ${link.url} (KubeEdge ${state.kubeedgeVersion})${link.since && link.connected ? ` since ${link.since}` : ''}${link.lastError ? ` (last error: ${link.lastError})` : ''}`);
   console.log(`node ${state.registered ? 'registered' : 'not registered'}; certificate expires ${link.certificateExpires ?? '-'}`);
+  console.log(`cloud link ${describePath(link.path)}${link.source ? `; connected from ${link.source}` : ''}`);
   console.log(`from the cloud: ${state.devices} devices, ${state.models} models, ${state.resources.length} other resources; ${link.badMessages} bad and ${state.unsupportedMessages} unsupported messages`);
   console.log(
     `reports queued: ${outbox.queued} (${outbox.bytes} bytes), in flight ${outbox.inFlight}, unanswered ${outbox.unconfirmed} (sent again ${outbox.resent} times), dropped ${outbox.dropped}, coalesced ${outbox.coalesced}`,

@@ -30,6 +30,8 @@ export interface CertOptions {
   token?: string;
   /** Where ca.crt, edge.crt and edge.key are kept, e.g. `<dataDir>/cloud`. */
   dir: string;
+  /** The address to connect from (wifi.sensitive); the system's choice when absent. */
+  localAddress?: string;
   log: Logger;
 }
 
@@ -195,6 +197,7 @@ function get(options: CertOptions, path: string, tls: RequestOptions & { headers
       ...tls,
       method: 'GET',
       agent: false,
+      localAddress: options.localAddress,
       timeout: REQUEST_TIMEOUT_MS,
       headers: { ...tls.headers, ...(body ? { 'Content-Length': body.length } : {}) },
     });

@@ -15,6 +15,7 @@ import type { TelemetryModule } from '../telemetry/index.js';
 import type { Twins } from '../twin/twins.js';
 import type { CloudConfig } from './config.js';
 import { CloudLink, type LinkStatus } from './link.js';
+import type { PathPlacer } from '../wifi/paths.js';
 import { contentObject, MessageError, responseTo, type BeehiveMessage } from './message.js';
 import { metaOperation, podNotRun, resourceOf, storedValue } from './metadata.js';
 import { kubernetesTime, nodeFacts, patchNodeStatus, registerNode, registration } from './node.js';
@@ -39,6 +40,8 @@ export interface EdgeHubDeps {
   twins: Twins;
   catalog: DeviceCatalog;
   telemetry: TelemetryModule;
+  /** Where the link leaves from: a trusted WiFi identity's address (wifi.sensitive), or the system's choice. */
+  paths: PathPlacer;
   log: Logger;
 }
 
@@ -91,7 +94,7 @@ export class EdgeHub implements Module {
     const objects = new CloudObjects(db);
     const resources = new CloudResources(db);
     const outbox = new Outbox(db, config.queue, this.log);
-    const link = new CloudLink(config, node, dataDir, this.log);
+    const link = new CloudLink(config, node, dataDir, this.deps.paths, this.log);
     this.parts = { objects, resources, outbox, link };
     this.removers = [
       catalog.addSource({ name: MODULE.cloud, origin: 'cloud', list: () => objects.list() }),

@@ -8,6 +8,8 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import type { Logger } from '../log.js';
 import { cloudDir } from '../paths.js';
+import type { Remove } from '../module.js';
+import { localAddressOf, type PathPlacer, type Placement } from '../wifi/paths.js';
 import { ensureCredentials, rotateCredentials, rotationDelayMs, type CertOptions, type CloudCredentials } from './certs.js';
 import type { CloudConfig } from './config.js';
 import { handshakeHeaders, keepalive, MessageError, parseMessage, type BeehiveMessage } from './message.js';
@@ -31,6 +33,10 @@ export interface LinkStatus {
   connects: number;
   certificateExpires?: string;
   badMessages: number;
+  /** Where the link leaves from (wifi.sensitive), or why it waits. */
+  path: Placement;
+  /** The local address of the open connection. */
+  source?: string;
 }
 
 /** ±20 %: a fleet that lost its cloud together must not come back in one wave. */
@@ -46,19 +52,29 @@ export class CloudLink extends EventEmitter<LinkEvents> {
   private readonly timers = new Map<'retry' | 'keepalive' | 'rotate', NodeJS.Timeout>();
   private readonly status: LinkStatus;
   private readonly certOptions: CertOptions;
+  /** The address the open or opening connection is bound to (undefined: the system's choice). */
+  private boundTo: string | undefined;
+  private connecting = false;
+  /** The path changed while a connection was being opened: look again once it is. */
+  private repath = false;
+  /** The connection is being closed to reconnect from another path, not because it failed. */
+  private moving = false;
+  private removePathListener: Remove | undefined;
 
   constructor(
     private readonly config: CloudConfig,
     private readonly node: string,
     dataDir: string,
+    private readonly paths: PathPlacer,
     private readonly log: Logger,
   ) {
     super();
-    this.status = { connected: false, url: `wss://${config.server}:${config.websocketPort}/${config.projectId}/${node}/events`, connects: 0, badMessages: 0 };
+    this.status = { connected: false, url: `wss://${config.server}:${config.websocketPort}/${config.projectId}/${node}/events`, connects: 0, badMessages: 0, path: paths.place('cloud') };
     this.certOptions = { server: config.server!, httpsPort: config.httpsPort, node, token: config.token, dir: cloudDir(dataDir), log };
   }
 
   start(): void {
+    this.removePathListener = this.paths.onChange(() => this.pathChanged());
     void this.connect();
   }
 
@@ -84,6 +100,7 @@ export class CloudLink extends EventEmitter<LinkEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.removePathListener?.();
     for (const timer of this.timers.values()) clearTimeout(timer);
     const socket = this.socket;
     if (!socket || socket.readyState === WebSocket.CLOSED) return;
@@ -95,18 +112,65 @@ export class CloudLink extends EventEmitter<LinkEvents> {
   }
 
   private async connect(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.connecting) return;
+    const path = this.paths.place('cloud');
+    this.status.path = path;
+    if (path.via === 'none') {
+      // No retry timer: the next change of paths connects.
+      this.status.lastError = `waiting for a path: ${path.reason}`;
+      this.log.warn({ reason: path.reason }, 'cloud link waits for a trusted WiFi identity');
+      return;
+    }
+    this.connecting = true;
+    this.boundTo = localAddressOf(path, 'cloud');
     try {
-      this.credentials ??= await ensureCredentials(this.certOptions);
+      this.credentials ??= await ensureCredentials({ ...this.certOptions, localAddress: this.boundTo });
       this.scheduleRotation();
       await this.open(this.credentials);
     } catch (error) {
       this.fail((error as Error).message);
+    } finally {
+      this.connecting = false;
     }
+    if (this.repath) {
+      this.repath = false;
+      this.pathChanged();
+    }
+  }
+
+  /** Whether the open connection leaves from where the cloud's traffic should now. */
+  private onPath(): boolean {
+    const path = this.paths.place('cloud');
+    return path.via !== 'none' && localAddressOf(path, 'cloud') === this.boundTo;
+  }
+
+  /**
+   * The trusted identity in use lost its AP or address, or another one took its place: the
+   * connection moves (the queued reports stay in the outbox and go out on the new one). A link
+   * waiting for a path, or backing off, tries the new one at once.
+   */
+  private pathChanged(): void {
+    if (this.stopped) return;
+    this.status.path = this.paths.place('cloud');
+    if (this.connecting) {
+      this.repath = true;
+      return;
+    }
+    if (this.socket) {
+      if (this.onPath()) return;
+      this.log.info({ from: this.boundTo, path: this.status.path }, 'cloud link moves to another path');
+      this.moving = true;
+      this.socket.terminate();
+      return;
+    }
+    this.retryMs = FIRST_RETRY_MS;
+    clearTimeout(this.timers.get('retry'));
+    void this.connect();
   }
 
   private open(credentials: CloudCredentials): Promise<void> {
     const socket = new WebSocket(this.status.url, {
+      localAddress: this.boundTo,
       headers: handshakeHeaders(this.node, this.config.projectId),
       ca: credentials.caPem,
       cert: credentials.certPem,
@@ -126,6 +190,8 @@ export class CloudLink extends EventEmitter<LinkEvents> {
         reject(new Error(`CloudHub refused the connection: HTTP ${response.statusCode} ${response.statusMessage ?? ''}`.trim()));
         socket.terminate();
       });
+      // Where the connection really left from, for `edge-agent cloud` and the tests.
+      socket.once('upgrade', (response) => (this.status.source = response.socket.localAddress));
       socket.once('open', () => {
         opened = true;
         this.opened(socket);
@@ -139,7 +205,7 @@ export class CloudLink extends EventEmitter<LinkEvents> {
     this.status.connects++;
     this.status.since = new Date().toISOString();
     this.status.lastError = undefined;
-    this.log.info({ url: this.status.url, connects: this.status.connects }, 'connected to the cloud');
+    this.log.info({ url: this.status.url, connects: this.status.connects, from: this.boundTo }, 'connected to the cloud');
     let alive = true;
     socket.on('pong', () => (alive = true));
     this.timers.set(
@@ -157,9 +223,12 @@ export class CloudLink extends EventEmitter<LinkEvents> {
       clearInterval(this.timers.get('keepalive'));
       this.timers.delete('keepalive');
       if (this.socket === socket) this.socket = undefined;
+      this.status.source = undefined;
       const why = `connection closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`;
       this.emit('disconnected', why);
-      this.fail(this.status.lastError ?? why);
+      if (!this.moving) return this.fail(this.status.lastError ?? why);
+      this.moving = false;
+      void this.connect();
     });
     this.emit('connected');
   }
@@ -201,7 +270,7 @@ export class CloudLink extends EventEmitter<LinkEvents> {
 
   private async rotate(): Promise<void> {
     try {
-      this.credentials = await rotateCredentials(this.credentials!, this.certOptions);
+      this.credentials = await rotateCredentials(this.credentials!, { ...this.certOptions, localAddress: this.boundTo });
       this.log.info({ notAfter: this.credentials.notAfter.toISOString() }, 'edge certificate rotated');
       this.scheduleRotation();
       // The open connection still uses the old certificate: reconnect with the new one, as EdgeHub does.

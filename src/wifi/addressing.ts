@@ -121,3 +121,24 @@ export async function releaseLease(slot: RouteSlot): Promise<void> {
 export async function setMptcpLimits(subflows: number): Promise<void> {
   await run('ip', ['mptcp', 'limits', 'set', 'subflow', String(subflows), 'add_addr_accepted', String(subflows)]);
 }
+
+/** The priority of destination rules: after the identities' own from-address rules (priority = their table), so a pooled stream's extra subflows still leave by their own tables. */
+export function destinationRulePriority(routingTableBase: number): number {
+  return routingTableBase + 100;
+}
+
+/** Removes destination rules an agent that ended mid-migration left: they would point at tables that now route elsewhere. */
+export async function clearDestinationRules(priority: number): Promise<void> {
+  for (let i = 0; i < 256; i++) {
+    if (!(await run('ip', ['rule', 'del', 'priority', String(priority)]).then(() => true, () => false))) return;
+  }
+}
+
+/** Sends traffic to `destination` through routing table `table`, for a connection that cannot bind its source (QEMU's migration stream). */
+export async function routeDestination(destination: string, table: number, priority: number): Promise<void> {
+  await run('ip', ['rule', 'add', 'to', destination, 'lookup', String(table), 'priority', String(priority)]);
+}
+
+export async function unrouteDestination(destination: string, table: number, priority: number): Promise<void> {
+  await ignoreFailure(run('ip', ['rule', 'del', 'to', destination, 'lookup', String(table), 'priority', String(priority)]));
+}

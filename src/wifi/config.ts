@@ -1,5 +1,6 @@
 /** The `wifi` section of the agent's config. */
 import * as v from 'valibot';
+import { TRAFFIC } from './paths.js';
 
 const ms = (fallback: number) => v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), fallback);
 
@@ -34,6 +35,10 @@ export const wifiSection = v.strictObject({
   mptcp: v.optional(v.boolean(), true),
   /** Routing tables (and ip rule priorities) of the identities start here. */
   routingTableBase: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(30000)), 1000),
+  /** The agent's own traffic that leaves only from a trusted identity's address (paths.ts). */
+  sensitive: v.optional(v.pipe(v.array(v.picklist(TRAFFIC)), v.checkItems((item, index, all) => all.indexOf(item) === index, 'each kind of traffic once')), [...TRAFFIC]),
+  /** With no trusted identity associated, sensitive traffic waits (`wait`), or takes any identity, else the system's routes (`any`). */
+  fallback: v.optional(v.picklist(['wait', 'any']), 'wait'),
   /** A running wpa_supplicant's global control socket; when absent the agent starts its own. */
   supplicantSocket: v.optional(v.string()),
 });

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import type { Logger } from '../log.js';
 import { isTrusted, type NetworkConfig, type WifiConfig } from './config.js';
 import { nmcliConnect } from './nmcli.js';
+import type { PathCandidate } from './paths.js';
 import { airtimeScore } from './scoring.js';
 import { channelOf } from './station.js';
 import type { ApState, WifiState } from './state.js';
@@ -122,9 +123,10 @@ export class NetworkManagerWifi extends EventEmitter<{ changed: [WifiState] }> {
       : { name: this.config.radio, mac: '', status: 'idle' };
   }
 
-  /** No address of our own to bind to: NetworkManager's routes decide, for every kind of traffic. */
-  sourceAddress(): string | undefined {
-    return undefined;
+  /** The one connection, with no address of our own to bind to: NetworkManager's routes decide where it leaves. */
+  paths(): PathCandidate[] {
+    const { status, name, trusted, score } = this.identity;
+    return status === 'connected' ? [{ identity: name, trusted: trusted === true, score: score ?? 0 }] : [];
   }
 
   state(): WifiState {

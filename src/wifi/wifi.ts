@@ -9,11 +9,15 @@ import type { Logger } from '../log.js';
 import { MODULE, type Module, type Remove } from '../module.js';
 import type { WifiConfig } from './config.js';
 import type { NetworkManagerWifi } from './network-manager.js';
+import { TrafficPaths, type Placement, type Traffic } from './paths.js';
 import type { WifiState } from './state.js';
 import type { WpaWifiManager } from './wpa-supplicant.js';
 
-/** What `GET /api/v1/wifi` answers and the state topic carries. */
+/** What the WiFi manager says: its state, or why there is none. */
 export type WifiReport = WifiState | { status: 'disabled' | 'starting'; radio: string } | { status: 'failed'; radio: string; error: string };
+
+/** What `GET /api/v1/wifi` answers and the state topic carries: the report, and where the agent's own traffic leaves from. */
+export type WifiView = WifiReport & { paths: Record<Traffic, Placement> };
 
 export interface WifiDeps {
   config: WifiConfig;
@@ -28,7 +32,9 @@ export interface WifiDeps {
 
 export class Wifi implements Module {
   readonly name = MODULE.wifi;
-  readonly routes: readonly Route[] = [{ method: 'GET', path: '/api/v1/wifi', handle: () => this.state() }];
+  readonly routes: readonly Route[] = [{ method: 'GET', path: '/api/v1/wifi', handle: () => this.view() }];
+  /** Where the cloud link, the peer channel and the migration stream leave from. */
+  readonly paths: TrafficPaths;
   private backend: WpaWifiManager | NetworkManagerWifi | undefined;
   private report: WifiReport;
   private starting: Promise<void> = Promise.resolve();
@@ -39,6 +45,7 @@ export class Wifi implements Module {
   constructor(private readonly deps: WifiDeps) {
     this.report = { status: deps.config.enabled ? 'starting' : 'disabled', radio: deps.config.radio };
     this.topic = `edge-agent/node/${deps.node}/wifi`;
+    this.paths = new TrafficPaths(deps.config);
   }
 
   /**
@@ -71,17 +78,18 @@ export class Wifi implements Module {
 
   private update(report: WifiReport): void {
     this.report = report;
+    // Stopping: the connections placed on identities go down with the agent, not onto other paths.
     if (this.stopping) return;
-    if (this.deps.bus.wants(this.topic)) this.deps.bus.publish(this.topic, JSON.stringify(report));
+    this.paths.update(this.backend ? { candidates: this.backend.paths() } : { unavailable: 'status' in report && report.status === 'failed' ? `WiFi failed: ${report.error}` : 'WiFi is starting' });
+    if (this.deps.bus.wants(this.topic)) this.deps.bus.publish(this.topic, JSON.stringify(this.view()));
   }
 
   state(): WifiReport {
     return this.backend ? this.backend.state() : this.report;
   }
 
-  /** Where traffic of this kind should leave from; sensitive traffic (the cloud link) only through trusted identities. */
-  sourceAddress(purpose: 'sensitive' | 'any'): string | undefined {
-    return this.backend?.sourceAddress(purpose);
+  view(): WifiView {
+    return { ...this.state(), paths: this.paths.state() };
   }
 
   /** Waits for a start under way, then takes the backend down: identities, leases, wpa_supplicant. */

@@ -8,8 +8,9 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import { applyLease, DhcpClient, releaseLease, setMptcpLimits, type RouteSlot } from './addressing.js';
+import { applyLease, clearDestinationRules, destinationRulePriority, DhcpClient, releaseLease, setMptcpLimits, type RouteSlot } from './addressing.js';
 import { isTrusted, type NetworkConfig, type WifiConfig } from './config.js';
+import type { PathCandidate } from './paths.js';
 import { plan } from './planner.js';
 import { addStationInterface, deleteInterface, identityMac, interfaceExists, radioCapabilities, RadioError, resolveRadio, txStats, type RadioCapabilities, type TxStats } from './radio.js';
 import { airtimeScore, parseBssLoad, type BssLoad } from './scoring.js';
@@ -93,6 +94,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
         mkdirSync(join(wifiRunDir, name), { recursive: true });
       }
       if (config.mptcp) await setMptcpLimits(Math.max(2, config.identities));
+      await clearDestinationRules(destinationRulePriority(config.routingTableBase));
     } catch (error) {
       for (const identity of identities) identity.station.close();
       await supplicant.stop();
@@ -262,6 +264,15 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
     if (this.config.dhcp) this.startDhcp(identity, bssid);
   }
 
+  /**
+   * Whether MPTCP may open subflows over the identity. The kernel's path manager serves every
+   * MPTCP connection alike, so while the migration stream is sensitive only trusted identities
+   * get an endpoint: a pooled stream never takes a subflow over an open network.
+   */
+  private poolsThrough(identity: Identity): boolean {
+    return identity.trusted === true || !this.config.sensitive.includes('migration');
+  }
+
   private startDhcp(identity: Identity, bssid: string): void {
     let applying = Promise.resolve();
     identity.dhcp.start(
@@ -269,7 +280,7 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
         applying = applying.then(async () => {
           if (identity.bssid !== bssid) return;
           try {
-            await applyLease(identity.slot, lease, this.config.mptcp);
+            await applyLease(identity.slot, lease, this.config.mptcp && this.poolsThrough(identity));
             identity.address = lease.address;
             this.log.info({ identity: identity.name, address: lease.address, router: lease.router, table: identity.slot.table }, 'wifi identity addressed');
           } catch (error) {
@@ -288,10 +299,11 @@ export class WpaWifiManager extends EventEmitter<{ changed: [WifiState] }> {
     );
   }
 
-  /** The source address for traffic of this kind: sensitive traffic only through trusted identities. */
-  sourceAddress(purpose: 'sensitive' | 'any'): string | undefined {
-    const ready = this.identities.filter((i) => i.status === 'connected' && i.address && (purpose === 'any' || i.trusted));
-    return ready.sort((a, b) => (b.score ?? 0) - (a.score ?? 0))[0]?.address;
+  /** The identities traffic can leave through: associated, with an address and a routing table of their own. */
+  paths(): PathCandidate[] {
+    return this.identities
+      .filter((i) => i.status === 'connected' && i.address)
+      .map((i) => ({ identity: i.name, address: i.address!, table: i.slot.table, trusted: i.trusted === true, score: i.score ?? 0 }));
   }
 
   state(): WifiState {

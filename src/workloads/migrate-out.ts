@@ -13,6 +13,7 @@
  * agent, so when either agent goes away midway the lease's end is what stops the stream (the
  * target drops its guest, the source cancels), as a tunnel through both agents used to.
  */
+import { lookup } from 'node:dns/promises';
 import type { Duplex } from 'node:stream';
 import * as v from 'valibot';
 import { AgentError } from '../errors.js';
@@ -27,11 +28,14 @@ import { runSteps, type Step } from './steps.js';
 import { peerCertificate, pinnedStreamTls } from './stream-tls.js';
 import type { ImageManifest } from './types.js';
 import { parseWith } from '../schema.js';
+import type { PathPlacer, Steering } from '../wifi/paths.js';
 
 /** Generous: under TCG a 128 MiB guest takes a second or two; a busy gateway more. */
 const MIGRATION_TIMEOUT_MS = 120_000;
 const CONFIRM_TIMEOUT_MS = 15_000;
 const ABORT_TIMEOUT_MS = 5000;
+/** How long the stream waits for a trusted WiFi identity before the migration gives up. */
+const PATH_WAIT_MS = 30_000;
 /** `workloads.migrationDowntimeLimitMs` unset: measured with the 128 MiB Linux guest, ~5 ms of pause at about QEMU's own total time (config.ts says why below QEMU's 300). */
 export const DEFAULT_DOWNTIME_LIMIT_MS = 50;
 /** The peer migrates the workload back here; that includes its own offer and artifact checks. */
@@ -67,6 +71,8 @@ interface Departure {
   onProgress?: (info: MigrationInfo) => void;
   accepted?: Acceptance;
   lease?: Duplex;
+  /** The routing rule that puts the stream on its path, until the migration ends. */
+  steering?: Steering;
   info?: MigrationInfo;
   result?: MigrationResult;
 }
@@ -91,6 +97,8 @@ export class OutgoingMigrations {
       client: PeerClient;
       identity: PeerIdentity;
       peers: readonly PeerConfig[];
+      /** Where the stream leaves from: a trusted WiFi identity, pooled over MPTCP (wifi.sensitive). */
+      paths: PathPlacer;
       /** Caps what a migration may take of the link; QEMU's own default otherwise. */
       bandwidthMiBps?: number;
       /** The pause a migration aims at (`workloads.migrationDowntimeLimitMs`); DEFAULT_DOWNTIME_LIMIT_MS otherwise. */
@@ -133,6 +141,7 @@ export class OutgoingMigrations {
     } finally {
       this.moving.delete(name);
       departure.lease?.destroy();
+      await departure.steering?.release();
     }
   }
 
@@ -167,10 +176,20 @@ export class OutgoingMigrations {
     lease.resume();
   }
 
-  /** QEMU here connects to the one waiting at the peer's address, each end presenting its agent's certificate and taking only the other's pinned one. */
+  /**
+   * QEMU here connects to the one waiting at the peer's address, each end presenting its agent's
+   * certificate and taking only the other's pinned one. QEMU cannot bind a source address: a
+   * routing rule for the peer's address puts the stream on the trusted identity placed for
+   * migrations, and as MPTCP the kernel adds a subflow over each other trusted identity, so the
+   * stream is pooled and outlives the loss of one AP.
+   */
   private async startStream(d: Departure): Promise<void> {
     const { tls, peerName } = pinnedStreamTls(this.deps.identity, d.peer, d.accepted!.certificate);
-    await d.guest.migrateTo({ host: new URL(d.peer.url).hostname, port: d.accepted!.port, tls, peerName });
+    const { address: host } = await lookup(new URL(d.peer.url).hostname.replace(/^\[(.*)\]$/, '$1'));
+    await this.deps.paths.whenPlaced('migration', PATH_WAIT_MS);
+    d.steering = await this.deps.paths.steer('migration', host);
+    this.deps.log.info({ workload: d.name, peer: d.peer.name, path: d.steering.placement, mptcp: d.steering.mptcp, subflows: d.steering.subflows }, 'migration stream placed');
+    await d.guest.migrateTo({ host, port: d.accepted!.port, tls, peerName, mptcp: d.steering.mptcp });
   }
 
   private async setLimits(d: Departure): Promise<void> {

@@ -9,6 +9,7 @@ import type { Route } from '../http/router.js';
 import type { Logger } from '../log.js';
 import { MODULE, type Module } from '../module.js';
 import type { TelemetryModule } from '../telemetry/index.js';
+import type { PathPlacer } from '../wifi/paths.js';
 import { localRoutes, type IdentityAnswer, type LocalApiParts } from './api.js';
 import type { WorkloadsConfig } from './config.js';
 import { identityDir, loadOrCreateIdentity } from './identity.js';
@@ -29,6 +30,8 @@ export interface WorkloadsDeps {
   runDir: string;
   /** What the offload policy decides on, and where reported values go. */
   telemetry: TelemetryModule;
+  /** Where the peer channel and the migration stream leave from (wifi.sensitive). */
+  paths: PathPlacer;
   log: Logger;
 }
 
@@ -50,7 +53,7 @@ export class WorkloadsModule implements Module {
   }
 
   async start(signal: AbortSignal): Promise<void> {
-    const { config, node, dataDir, telemetry } = this.deps;
+    const { config, node, dataDir, telemetry, paths } = this.deps;
     const log = this.log;
     const runDir = join(this.deps.runDir, 'workloads');
     // In the data dir, which is this agent's alone: the run dir may be shared with another agent.
@@ -58,8 +61,8 @@ export class WorkloadsModule implements Module {
     const identity = loadOrCreateIdentity(identityDir(dataDir), node);
     const runtime = new QemuRuntime({ runDir, pidDir, consoleMaxBytes: config.consoleMaxBytes }, log);
     const manager = new WorkloadManager({ config, dataDir, runDir, runtime, log });
-    const client = new PeerClient(identity, log);
-    const outgoing = new OutgoingMigrations({ manager, client, identity, peers: config.peers, bandwidthMiBps: config.migrationBandwidthMiBps, downtimeLimitMs: config.migrationDowntimeLimitMs, log });
+    const client = new PeerClient(identity, log, paths);
+    const outgoing = new OutgoingMigrations({ manager, client, identity, peers: config.peers, paths, bandwidthMiBps: config.migrationBandwidthMiBps, downtimeLimitMs: config.migrationDowntimeLimitMs, log });
     const incoming = new IncomingMigrations({ manager, client, identity, streamHost: config.listen.host, limits: config, log });
     const server = new PeerServer({
       identity,

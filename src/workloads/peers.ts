@@ -8,13 +8,14 @@
  */
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Socket, TcpNetConnectOpts } from 'node:net';
 import { Transform, type Duplex } from 'node:stream';
-import { connect, type TLSSocket } from 'node:tls';
+import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { AgentError } from '../errors.js';
 import { Router, sendError, type ErrorBody, type Route } from '../http/router.js';
 import { listening } from '../listen.js';
 import type { Logger } from '../log.js';
+import { localAddressOf, PathError, systemPaths, type PathPlacer } from '../wifi/paths.js';
 import { withTimeout } from '../timeout.js';
 import type { WorkloadsConfig } from './config.js';
 import { fingerprintOf, type PeerIdentity } from './identity.js';
@@ -189,13 +190,24 @@ export class PeerClient {
   constructor(
     private readonly identity: PeerIdentity,
     private readonly log: Logger,
+    /** Where connections to peers leave from: a trusted WiFi identity's address (wifi.sensitive), or the system's choice. */
+    private readonly paths: PathPlacer = systemPaths,
   ) {}
+
+  /** The address to connect from; while there is no path, waits up to `timeoutMs` for one. */
+  private async source(peer: PeerConfig, timeoutMs: number): Promise<string | undefined> {
+    try {
+      return localAddressOf(await this.paths.whenPlaced('peers', timeoutMs), 'peers');
+    } catch (error) {
+      throw error instanceof PathError ? new PeerError(`cannot reach peer ${peer.name}: ${error.message}`) : error;
+    }
+  }
 
   /** JSON to and from `peer`, everything within `timeoutMs`; the caller validates the answer, which is typed but not checked. */
   async request<T>(peer: PeerConfig, method: string, path: string, body?: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers = payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {};
-    const { socket, answer } = this.open(peer, method, path, headers, payload);
+    const { socket, answer } = this.open(peer, method, path, headers, payload, await this.source(peer, timeoutMs));
     const exchange = async () => {
       const response = await answer;
       if (!('response' in response)) throw new PeerError(`peer ${peer.name} switched protocols on ${method} ${path}`);
@@ -223,7 +235,7 @@ export class PeerClient {
    */
   async download(peer: PeerConfig, path: string, { onProgress, idleTimeoutMs = DOWNLOAD_IDLE_TIMEOUT_MS, signal }: DownloadOptions = {}): Promise<NodeJS.ReadableStream> {
     signal?.throwIfAborted();
-    const { socket, answer } = this.open(peer, 'GET', path, {});
+    const { socket, answer } = this.open(peer, 'GET', path, {}, undefined, await this.source(peer, idleTimeoutMs));
     let cause: Error | undefined;
     socket.on('error', (error) => (cause ??= error));
     socket.setTimeout(idleTimeoutMs, () => socket.destroy(new PeerError(`peer ${peer.name} at ${peer.url} sent nothing for ${idleTimeoutMs} ms`)));
@@ -268,7 +280,7 @@ export class PeerClient {
    * within `timeoutMs`. From then on it is the caller's: no timeout, the caller ends or destroys it.
    */
   async stream(peer: PeerConfig, path: string, timeoutMs = STREAM_OPEN_TIMEOUT_MS): Promise<Duplex> {
-    const { socket, answer } = this.open(peer, 'GET', path, { Connection: 'Upgrade', Upgrade: STREAM_PROTOCOL });
+    const { socket, answer } = this.open(peer, 'GET', path, { Connection: 'Upgrade', Upgrade: STREAM_PROTOCOL }, undefined, await this.source(peer, timeoutMs));
     const opened = await withTimeout(answer, timeoutMs, timedOutError(peer, `opening stream ${path}`, timeoutMs), () => socket.destroy());
     if ('response' in opened) {
       const text = await withTimeout(readBody(opened.response, MAX_JSON_BYTES), timeoutMs, timedOutError(peer, `opening stream ${path}`, timeoutMs)).finally(() => socket.destroy());
@@ -283,7 +295,7 @@ export class PeerClient {
    * certificate: OpenSSL cannot vouch for a self-signed one, and `checkServerIdentity` is skipped
    * when it could not, so the pin is checked here.
    */
-  private open(peer: PeerConfig, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer): { socket: TLSSocket; answer: Promise<Answer> } {
+  private open(peer: PeerConfig, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | undefined, localAddress: string | undefined): { socket: TLSSocket; answer: Promise<Answer> } {
     let target: URL;
     try {
       target = new URL(peer.url);
@@ -292,7 +304,9 @@ export class PeerClient {
     }
     const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
     const port = Number(target.port || 443);
-    const socket = connect({ host, port, cert: this.identity.certPem, key: this.identity.keyPem, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+    // tls.connect hands these to net's connect, which binds `localAddress`; its types leave that out.
+    const options: ConnectionOptions & Pick<TcpNetConnectOpts, 'localAddress'> = { host, port, localAddress, cert: this.identity.certPem, key: this.identity.keyPem, rejectUnauthorized: false, minVersion: 'TLSv1.3' };
+    const socket = connect(options);
     socket.setNoDelay(true);
     const answer = new Promise<Answer>((resolve, reject) => {
       const fail = (error: Error) => {

@@ -45,6 +45,8 @@ export interface StreamTarget {
   tls: StreamTls;
   /** The name in the peer's certificate, which TLS checks the target's certificate against besides the pin. */
   peerName: string;
+  /** Open the stream as MPTCP, so that the kernel pools it over the trusted WiFi identities. */
+  mptcp: boolean;
 }
 
 /** A guest waiting for a migration stream, and the port it took for it. */

@@ -33,12 +33,15 @@ export interface AgentProcess {
   exited: Promise<number | string>;
 }
 
-export function spawnAgent(args: string[], options: { env?: NodeJS.ProcessEnv; cli?: string } = {}): Promise<AgentProcess> {
+export function spawnAgent(args: string[], options: { env?: NodeJS.ProcessEnv; cli?: string; netns?: string } = {}): Promise<AgentProcess> {
   const started = performance.now();
   const cli = options.cli ?? COMPILED_CLI;
   // Each agent its own DMI socket unless the test names one: as root the default is EdgeCore's one /etc/kubeedge/dmi.sock.
   const dmiSocket = { EDGE_AGENT_DMI__SOCKET: join(mkdtempSync(join(tmpdir(), 'edge-agent-dmi-')), 'dmi.sock') };
-  const child = spawn(process.execPath, [...agentNodeFlags(cli), cli, 'start', '--mqtt-port', '0', '--api-port', '0', ...args], {
+  const command = [process.execPath, ...agentNodeFlags(cli), cli, 'start', '--mqtt-port', '0', '--api-port', '0', ...args];
+  // In another network namespace (a VM scenario's far side): its API is reachable only from there.
+  const [file, ...rest] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...command] : command;
+  const child = spawn(file!, rest, {
     env: { ...process.env, ...dmiSocket, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

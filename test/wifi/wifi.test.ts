@@ -46,7 +46,7 @@ describe('two identities on a radio that holds two channels', () => {
     const open = ready.identities.find((i) => i.ssid === 'apA')!;
     expect(wpa.trusted).toBe(true);
     expect(open.trusted).toBe(false);
-    expect(result.sensitiveSource).toBe(wpa.address);
+    expect(result.sensitiveSource).toEqual({ via: 'identity', identity: wpa.name, address: wpa.address, table: expect.any(Number), trusted: true });
   });
 
   it('carries one MPTCP connection over both identities (a subflow from each address)', () => {

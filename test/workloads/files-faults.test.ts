@@ -23,6 +23,7 @@ import { qemuUnder } from '../support/qemu.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { serveRoutes, type ServedRoutes } from './serve-routes.js';
 import { ensureImages, IMAGES } from '../support/images.js';
+import { systemPaths } from '../../src/wifi/paths.js';
 
 const TICK = /unikernel boot=([0-9a-f]{16}) tick=(\d+)/g;
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -39,7 +40,7 @@ function newDir(prefix: string): string {
 async function startModule(dataDir: string, runDir: string, workloads: Record<string, unknown>): Promise<{ module: WorkloadsModule; routes: ServedRoutes }> {
   const telemetry = new TelemetryModule({ wifi: { state: () => ({ status: 'disabled', radio: 'wlan0' }) }, log });
   const config = v.parse(workloadsSection, { enabled: true, images: [IMAGES], listen: { host: '127.0.0.1', port: 0 }, ...workloads });
-  const module = new WorkloadsModule({ config, node: 'files-faults', dataDir, runDir, telemetry, log });
+  const module = new WorkloadsModule({ config, node: 'files-faults', dataDir, runDir, telemetry, paths: systemPaths, log });
   cleanups.push(() => module.stop());
   await module.start(new AbortController().signal);
   const routes = await serveRoutes(module.routes, log);

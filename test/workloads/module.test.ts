@@ -20,6 +20,7 @@ import { accepts } from '../support/ports.js';
 import { qemuUnder } from '../support/qemu.js';
 import { serveRoutes } from './serve-routes.js';
 import { ensureImages, IMAGES } from '../support/images.js';
+import { systemPaths } from '../../src/wifi/paths.js';
 
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const dirs: string[] = [];
@@ -28,7 +29,7 @@ const closers: Array<() => Promise<void>> = [];
 function module(dataDir: string, workloads: Record<string, unknown>): WorkloadsModule {
   const telemetry = new TelemetryModule({ wifi: { state: () => ({ status: 'disabled', radio: 'wlan0' }) }, log });
   const config = v.parse(workloadsSection, { enabled: true, images: [IMAGES], listen: { host: '127.0.0.1', port: 0 }, ...workloads });
-  return new WorkloadsModule({ config, node: 'module-test', dataDir, runDir: join(dataDir, 'run'), telemetry, log });
+  return new WorkloadsModule({ config, node: 'module-test', dataDir, runDir: join(dataDir, 'run'), telemetry, paths: systemPaths, log });
 }
 
 function newDataDir(): string {

@@ -14,6 +14,8 @@ import * as v from 'valibot';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Streamed, type Method, type RouteRequest } from '../../src/http/router.js';
 import { createLogger } from '../../src/log.js';
+import { wifiConfig } from '../../src/wifi/config.js';
+import { TrafficPaths } from '../../src/wifi/paths.js';
 import { workloadsSection } from '../../src/workloads/config.js';
 import { fingerprintOf, loadOrCreateIdentity, type PeerIdentity } from '../../src/workloads/identity.js';
 import { PeerClient, PeerError, PeerServer, type PeerConfig, type PeerRoute, type PeerStreamHandler } from '../../src/workloads/peers.js';
@@ -105,6 +107,7 @@ const routes: PeerRoute[] = [
 
 const echoStream: PeerStreamHandler = ({ peer, path }, socket) => {
   seen.push(`${peer.name} stream ${path}`);
+  if (path === '/source') return void socket.end((socket as Socket).remoteAddress);
   if (path === '/echo') socket.pipe(socket);
   else socket.destroy();
 };
@@ -237,6 +240,18 @@ describe('a configured peer', () => {
     expect(seen).toEqual(['a stream /echo']);
     const data = Buffer.from('hello through the tunnel');
     expect((await roundTrip(tunnel, data)).toString()).toBe(data.toString());
+  });
+
+  it('leaves from the address its traffic is placed on (wifi.sensitive), and waits for one while there is none', async () => {
+    const paths = new TrafficPaths(wifiConfig({ enabled: true }));
+    const placed = new PeerClient(a, log, paths);
+    const tooSoon = await placed.request(serverPeer, 'GET', '/echo', undefined, 200).catch((error: unknown) => error);
+    expect(tooSoon).toBeInstanceOf(PeerError);
+    expect((tooSoon as Error).message).toBe('cannot reach peer meta-edge: no path for peers traffic after 200 ms: WiFi is starting');
+    const answered = placed.request(serverPeer, 'GET', '/echo');
+    paths.update({ candidates: [{ identity: 'wid1', address: '127.0.0.3', trusted: true, score: 1 }] });
+    expect(await answered).toEqual({ from: 'a', method: 'GET' });
+    expect((await collect(await placed.stream(serverPeer, '/source'))).toString()).toBe('127.0.0.3');
   });
 
   it('tunnels 64 MiB both ways intact', async () => {

@@ -40,6 +40,7 @@ import { qemuUnder } from '../support/qemu.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { serveRoutes, type ServedRoutes } from './serve-routes.js';
 import { ensureImages, IMAGES } from '../support/images.js';
+import { systemPaths } from '../../src/wifi/paths.js';
 
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const KiB = 1024;
@@ -78,7 +79,7 @@ async function side(name: string): Promise<Side> {
 async function startSide(s: Side, config: Record<string, unknown>): Promise<void> {
   const telemetry = new TelemetryModule({ wifi: { state: () => ({ status: 'disabled', radio: 'wlan0' }) }, log });
   const workloads = v.parse(workloadsSection, { enabled: true, listen: { host: '127.0.0.1', port: Number(new URL(s.peer.url).port) }, ...config });
-  s.module = new WorkloadsModule({ config: workloads, node: s.name, dataDir: s.data, runDir: join(s.data, 'run'), telemetry, log });
+  s.module = new WorkloadsModule({ config: workloads, node: s.name, dataDir: s.data, runDir: join(s.data, 'run'), telemetry, paths: systemPaths, log });
   await s.module.start(new AbortController().signal);
   s.routes = await serveRoutes(s.module.routes, log);
 }

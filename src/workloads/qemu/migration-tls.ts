@@ -60,8 +60,8 @@ export async function listeningPort(qmp: QmpClient): Promise<number> {
   return port;
 }
 
-/** QEMU's `tcp:` address for `host`: an IPv6 address in brackets. */
-export function tcpUri(host: string, port: number): string {
+/** QEMU's `tcp:` address for `host`: an IPv6 address in brackets; `,mptcp` for a Multipath TCP socket. */
+export function tcpUri(host: string, port: number, mptcp: boolean): string {
   const bare = host.replace(/^\[(.*)\]$/, '$1');
-  return `tcp:${bare.includes(':') ? `[${bare}]` : bare}:${port}`;
+  return `tcp:${bare.includes(':') ? `[${bare}]` : bare}:${port}${mptcp ? ',mptcp' : ''}`;
 }

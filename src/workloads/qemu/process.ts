@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as v from 'valibot';
 import type { Logger } from '../../log.js';
+import { kernelHasMptcp } from '../../mptcp.js';
 import { makeDirPrivate } from '../../private-dirs.js';
 import { timedOut, withTimeout } from '../../timeout.js';
 import type { Exit, Guest, MigrationInfo, StreamListen, StreamTarget } from '../runtime.js';
@@ -188,14 +189,18 @@ export class QemuProcess implements Guest {
     if (this.tlsSetups > 0) await removeTls(this.qmp, this.tlsId());
     this.tlsSetups++;
     await useTls(this.qmp, this.tlsDir(), this.tlsId(), 'client', target.tls, target.peerName);
-    await this.migrateOut(tcpUri(target.host, target.port));
+    await this.migrateOut(tcpUri(target.host, target.port, target.mptcp));
   }
 
-  /** For a QEMU started with `incoming: 'defer'`: listen on `listen.host` over mutual TLS for the stream; says the port it took. */
+  /**
+   * For a QEMU started with `incoming: 'defer'`: listen on `listen.host` over mutual TLS for the
+   * stream; says the port it took. An MPTCP listener where the kernel has it: it takes a pooled
+   * stream's subflows, and plain TCP as well.
+   */
   async listenForMigration(listen: StreamListen): Promise<number> {
     this.tlsSetups++;
     await useTls(this.qmp, this.tlsDir(), this.tlsId(), 'server', listen.tls);
-    await this.migrateIncoming(tcpUri(listen.host, 0));
+    await this.migrateIncoming(tcpUri(listen.host, 0, kernelHasMptcp()));
     return listeningPort(this.qmp);
   }
 

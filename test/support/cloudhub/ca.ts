@@ -16,7 +16,7 @@ export interface CertificateAuthority {
   pem: string;
   /** The CA key as SEC1 DER: CloudCore's HMAC secret for join tokens. */
   keySec1: Buffer;
-  /** Certificate and key (PEM) for CloudCore's listeners, valid for 127.0.0.1 and localhost. */
+  /** Certificate and key (PEM) for CloudCore's listeners, valid for its address (127.0.0.1 by default) and localhost. */
   server: { cert: string; key: string };
   /** Signs an edge CSR (DER) keeping only its CN and O, for client authentication. */
   signRequest(csrDer: Buffer, days: number): Promise<{ der: Buffer; cn: string; o: string }>;
@@ -35,7 +35,7 @@ async function pemKey(key: CryptoKey): Promise<string> {
   return createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }).toString();
 }
 
-export async function createCertificateAuthority(): Promise<CertificateAuthority> {
+export async function createCertificateAuthority(address = '127.0.0.1'): Promise<CertificateAuthority> {
   const generate = () => webcrypto.subtle.generateKey(ECDSA_P256, true, ['sign', 'verify']) as Promise<CryptoKeyPair>;
   const caKeys = await generate();
   const now = Date.now();
@@ -73,7 +73,7 @@ export async function createCertificateAuthority(): Promise<CertificateAuthority
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
     new x509.SubjectAlternativeNameExtension([
-      { type: 'ip', value: '127.0.0.1' },
+      { type: 'ip', value: address },
       { type: 'dns', value: 'localhost' },
     ]),
   ]);

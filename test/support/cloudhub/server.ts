@@ -1,7 +1,7 @@
 /**
  * A CloudHub-compatible CloudCore for tests: the certificate service (10002) and the mutual-TLS
  * websocket hub (10000) on loopback, sharing one CA, as the real peer of the edge's cloud link.
- * Connect to 127.0.0.1 (the server certificate is for 127.0.0.1 and localhost).
+ * Connect to 127.0.0.1 (the server certificate is for it and localhost), or the address it was given.
  */
 import { createServer, type Server } from 'node:https';
 import type { Socket } from 'node:net';
@@ -24,9 +24,10 @@ export interface CloudHubOptions {
   tokenTtlS?: number;
   /** How often an unacknowledged downstream message is sent again: 5000 (CloudHub's) by default. */
   resendMs?: number;
+  /** The address to listen on, 127.0.0.1 by default. */
+  host?: string;
 }
 
-const HOST = '127.0.0.1';
 // CloudHub's createTLSConfig: TLS 1.2 only with this suite; TLS 1.3 suites are not configurable in Go.
 const CLOUDHUB_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256';
 
@@ -35,7 +36,10 @@ class Listener {
   private readonly sockets = new Set<Socket>();
   port = 0;
 
-  constructor(readonly server: Server) {
+  constructor(
+    readonly server: Server,
+    private readonly host: string,
+  ) {
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -45,7 +49,7 @@ class Listener {
   async listen(port: number): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, HOST, () => {
+      this.server.listen(port, this.host, () => {
         this.server.off('error', reject);
         resolve();
       });
@@ -97,13 +101,15 @@ export class CloudHub extends Hub {
 }
 
 export async function startCloudHub(options: CloudHubOptions = {}): Promise<CloudHub> {
-  const ca = await createCertificateAuthority();
+  const host = options.host ?? '127.0.0.1';
+  const ca = await createCertificateAuthority(host);
   const token = joinToken(ca.der, ca.keySec1, options.tokenTtlS ?? 86_400);
-  const certificates = new Listener(createServer({ ...ca.server, ca: ca.pem, requestCert: true, rejectUnauthorized: false }));
+  const certificates = new Listener(createServer({ ...ca.server, ca: ca.pem, requestCert: true, rejectUnauthorized: false }), host);
   const websockets = new Listener(
     createServer({ ...ca.server, ca: ca.pem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', ciphers: CLOUDHUB_CIPHERS }, (_, res) => {
       res.writeHead(400, { 'Content-Type': 'text/plain' }).end('Bad Request: websocket: the client is not using the websocket protocol');
     }),
+    host,
   );
   const cloud = new CloudHub(token, ca.pem, certificates, websockets);
   if (options.resendMs !== undefined) cloud.resendMs = options.resendMs;

@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createLogger } from '../../../src/log.js';
 import { WpaWifiManager } from '../../../src/wifi/wpa-supplicant.js';
 import { wifiConfig } from '../../../src/wifi/config.js';
+import { TrafficPaths } from '../../../src/wifi/paths.js';
 import { startScenario, writeResult } from '../scenario.js';
 import { AP_NAMESPACE, waitForWifi, WifiTestbed } from '../wifi-testbed.js';
 
@@ -55,19 +56,17 @@ try {
   await testbed.startAp({ ssid: 'apD', channel: 6, subnet: 4, passphrase: 'the-real-one', utilization: 0 });
   result.aps = Object.fromEntries([...testbed.aps].map(([ssid, ap]) => [ssid, ap.bssid]));
 
-  const manager = await WpaWifiManager.start(
-    wifiConfig({
-      enabled: true,
-      radio: testbed.stationInterface,
-      identities: 2,
-      networks: [{ ssid: 'apA' }, { ssid: 'apB', passphrase: 'correct-horse' }, { ssid: 'apC' }, { ssid: 'apD', passphrase: 'not-the-real-one' }],
-      evaluateIntervalMs: 1000,
-      scanIntervalMs: 5000,
-    }),
-    'edge-vm',
-    '/run/edge-agent',
-    log,
-  );
+  const config = wifiConfig({
+    enabled: true,
+    radio: testbed.stationInterface,
+    identities: 2,
+    networks: [{ ssid: 'apA' }, { ssid: 'apB', passphrase: 'correct-horse' }, { ssid: 'apC' }, { ssid: 'apD', passphrase: 'not-the-real-one' }],
+    evaluateIntervalMs: 1000,
+    scanIntervalMs: 5000,
+    // Migration streams not sensitive here: MPTCP may pool over the open network too.
+    sensitive: ['cloud', 'peers'],
+  });
+  const manager = await WpaWifiManager.start(config, 'edge-vm', '/run/edge-agent', log);
   const started = performance.now();
   const wrongKey = await waitForWifi(manager, 'the wrong passphrase to be noticed', (s) => s.aps.some((ap) => ap.ssid === 'apD' && ap.error !== undefined));
   result.wrongKeyError = wrongKey.aps.find((ap) => ap.ssid === 'apD')!.error;
@@ -86,8 +85,9 @@ try {
   server.stdout.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
   while (!serverOut.includes('listening')) await sleep(50);
   step('mptcp client');
-  const trustedAddress = manager.sourceAddress('sensitive');
-  result.sensitiveSource = trustedAddress;
+  const paths = new TrafficPaths(config);
+  paths.update({ candidates: manager.paths() });
+  result.sensitiveSource = paths.place('cloud');
   const apIdentity = ready.identities.find((i) => i.ssid === 'apA')!;
   const client = spawn('/usr/bin/python3', ['-c', MPTCP_CLIENT, '10.0.1.1', '4'], { stdio: 'inherit' });
   const clientExited = new Promise((resolve) => client.once('exit', resolve));
