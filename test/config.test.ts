@@ -55,6 +55,7 @@ const DEFAULTS: Config = {
     peers: [],
     maxArtifactBytes: 1024 ** 3,
     transferTimeoutMs: 600_000,
+    migrationTimeoutMs: 120_000,
     workloads: [],
     consoleMaxBytes: 1024 ** 2,
     historySize: 200,

@@ -49,7 +49,7 @@ export interface Steering {
 export interface PathPlacer {
   place(traffic: Traffic): Placement;
   onChange(listener: () => void): Remove;
-  whenPlaced(traffic: Traffic, timeoutMs: number, signal?: AbortSignal): Promise<Placement>;
+  whenPlaced(traffic: Traffic, timeoutMs: number): Promise<Placement>;
   /** Routes `destination` (an address) through the placement of `traffic` until released. */
   steer(traffic: Traffic, destination: string): Promise<Steering>;
 }
@@ -100,17 +100,15 @@ export class TrafficPaths implements PathPlacer {
   }
 
   /** The placement of `traffic` once it has one, or a PathError naming why after `timeoutMs`. */
-  async whenPlaced(traffic: Traffic, timeoutMs: number, signal?: AbortSignal): Promise<Placement> {
+  async whenPlaced(traffic: Traffic, timeoutMs: number): Promise<Placement> {
     const now = this.place(traffic);
     if (now.via !== 'none') return now;
     return new Promise((resolve, reject) => {
       const done = (settle: () => void) => {
         clearTimeout(timer);
         remove();
-        signal?.removeEventListener('abort', aborted);
         settle();
       };
-      const aborted = () => done(() => reject(signal!.reason as Error));
       const remove = this.onChange(() => {
         const placement = this.place(traffic);
         if (placement.via !== 'none') done(() => resolve(placement));
@@ -119,7 +117,6 @@ export class TrafficPaths implements PathPlacer {
         const placement = this.place(traffic);
         done(() => reject(new PathError(`no path for ${traffic} traffic after ${timeoutMs} ms: ${placement.via === 'none' ? placement.reason : 'unknown'}`)));
       }, timeoutMs);
-      signal?.addEventListener('abort', aborted, { once: true });
     });
   }
 

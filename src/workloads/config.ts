@@ -92,6 +92,8 @@ export const workloadsSection = v.pipe(
      * Unset: DEFAULT_DOWNTIME_LIMIT_MS (migrate-out.ts).
      */
     migrationDowntimeLimitMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+    /** How long a live migration's stream may take before it is cancelled and the workload runs on here: a 128 MiB guest over a few Mbit/s of WiFi needs minutes. */
+    migrationTimeoutMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1000)), 120_000),
     workloads: v.optional(v.array(workloadDefinition), []),
     /** Each workload's serial console file is cut back to its newest half when it would pass this (the run dir is RAM on most gateways). */
     consoleMaxBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(256)), 1024 ** 2),

@@ -27,7 +27,7 @@ import type { Guest } from './runtime.js';
 import { peerCertificate, pinnedStreamTls } from './stream-tls.js';
 
 const CONFIRM_TIMEOUT_MS = 15_000;
-/** An accepted migration whose stream never comes is given up. */
+/** An accepted migration whose source never takes its lease is given up. */
 const INCOMING_TIMEOUT_MS = 60_000;
 const STATUS_POLL_MS = 20;
 
@@ -100,7 +100,7 @@ export class IncomingMigrations {
     }
     const id = randomUUID();
     const { guest, port } = await manager.receive(newcomer.definition, { host: streamHost, tls });
-    const timer = setTimeout(() => void this.abort(id, 'no migration stream arrived in time'), INCOMING_TIMEOUT_MS);
+    const timer = setTimeout(() => void this.abort(id, 'the source did not take its lease in time'), INCOMING_TIMEOUT_MS);
     const arrival: Arrival = { ...newcomer, id, peer: peer.name, guest, timer, artifactsFetched };
     this.arrivals.set(id, arrival);
     // The guest ends by itself when an incoming migration fails (the source vanished, the stream broke).
@@ -173,6 +173,8 @@ export class IncomingMigrations {
       return;
     }
     arrival.lease = socket;
+    // From here the lease's end decides, not a clock: over a slow link a guest takes minutes to move, and the source bounds its own wait.
+    clearTimeout(arrival.timer);
     socket.on('error', () => undefined);
     socket.once('close', () => {
       if (this.arrivals.get(id) === arrival) void this.abort(id, 'the source went away during the migration');

@@ -30,8 +30,8 @@ import type { ImageManifest } from './types.js';
 import { parseWith } from '../schema.js';
 import type { PathPlacer, Steering } from '../wifi/paths.js';
 
-/** Generous: under TCG a 128 MiB guest takes a second or two; a busy gateway more. */
-const MIGRATION_TIMEOUT_MS = 120_000;
+/** The target fetches what it lacks before it answers the offer: generous for artifacts over a slow link. */
+const OFFER_TIMEOUT_MS = 120_000;
 const CONFIRM_TIMEOUT_MS = 15_000;
 const ABORT_TIMEOUT_MS = 5000;
 /** How long the stream waits for a trusted WiFi identity before the migration gives up. */
@@ -103,6 +103,8 @@ export class OutgoingMigrations {
       bandwidthMiBps?: number;
       /** The pause a migration aims at (`workloads.migrationDowntimeLimitMs`); DEFAULT_DOWNTIME_LIMIT_MS otherwise. */
       downtimeLimitMs?: number;
+      /** How long the stream may take (`workloads.migrationTimeoutMs`). */
+      timeoutMs: number;
       log: Logger;
     },
   ) {}
@@ -156,7 +158,7 @@ export class OutgoingMigrations {
   /** The target fetches what it lacks, verifies it, and starts a guest waiting for the stream. A peer's workload goes back under its own name. */
   private async offer(d: Departure): Promise<void> {
     const definition = { ...d.definition, name: scopeOf(d.name).name };
-    const answer = await this.deps.client.request<unknown>(d.peer, 'POST', '/v1/migrations', { definition, manifest: d.manifest, certificate: this.deps.identity.certPem }, MIGRATION_TIMEOUT_MS);
+    const answer = await this.deps.client.request<unknown>(d.peer, 'POST', '/v1/migrations', { definition, manifest: d.manifest, certificate: this.deps.identity.certPem }, OFFER_TIMEOUT_MS);
     const parsed = parseWith(migrationAcceptance, answer);
     if (!parsed.ok) throw new PeerError(`peer ${d.peer.name} accepted with an answer this agent cannot use: ${parsed.issues.map((i) => `${i.path || 'answer'}: ${i.message}`).join('; ')}`);
     d.accepted = parsed.value;
@@ -199,7 +201,7 @@ export class OutgoingMigrations {
   }
 
   private async awaitCompletion(d: Departure): Promise<void> {
-    d.info = await d.guest.awaitMigration(MIGRATION_TIMEOUT_MS, d.onProgress);
+    d.info = await d.guest.awaitMigration(this.deps.timeoutMs, d.onProgress);
     if (d.info.status !== 'completed') throw new AgentError(502, `the migration ${d.info.status}${d.info.error ? `: ${d.info.error}` : ''}`);
   }
 

@@ -62,7 +62,7 @@ export class WorkloadsModule implements Module {
     const runtime = new QemuRuntime({ runDir, pidDir, consoleMaxBytes: config.consoleMaxBytes }, log);
     const manager = new WorkloadManager({ config, dataDir, runDir, runtime, log });
     const client = new PeerClient(identity, log, paths);
-    const outgoing = new OutgoingMigrations({ manager, client, identity, peers: config.peers, paths, bandwidthMiBps: config.migrationBandwidthMiBps, downtimeLimitMs: config.migrationDowntimeLimitMs, log });
+    const outgoing = new OutgoingMigrations({ manager, client, identity, peers: config.peers, paths, bandwidthMiBps: config.migrationBandwidthMiBps, downtimeLimitMs: config.migrationDowntimeLimitMs, timeoutMs: config.migrationTimeoutMs, log });
     const incoming = new IncomingMigrations({ manager, client, identity, streamHost: config.listen.host, limits: config, log });
     const server = new PeerServer({
       identity,

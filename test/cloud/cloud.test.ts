@@ -17,6 +17,7 @@ import { newMessage, type BeehiveMessage } from '../../src/cloud/message.js';
 import { CLI, NODE_NAME, spawnAgent, tempDir, type AgentProcess } from '../support/agent.js';
 import { connectClient, request } from '../support/mqtt.js';
 import { sleep, waitFor } from '../support/wait.js';
+import { reportedVersions } from '../support/cloudhub/reports.js';
 import { deviceMessage, deviceModelMessage, startCloudHub, type CloudHub } from '../support/cloudhub/server.js';
 
 const MODEL = {
@@ -57,24 +58,6 @@ function config(hub: CloudHub, extra: Record<string, unknown> = {}): string {
   const cloud = { enabled: true, server: '127.0.0.1', httpsPort: hub.httpsPort, websocketPort: hub.wsPort, token: hub.token, heartbeatMs: 500, nodeStatusIntervalMs: 500, ...extra };
   writeFileSync(file, JSON.stringify({ cloud }));
   return file;
-}
-
-/** Every edge version of `count` the cloud received, by message: redeliveries (same msg_id) apart. */
-function countReports(hub: CloudHub): { versions: number[]; redelivered: number } {
-  const seen = new Set<string>();
-  const versions: number[] = [];
-  let redelivered = 0;
-  for (const message of hub.received) {
-    if (message.route.resource !== TWIN_REPORT) continue;
-    if (seen.has(message.header.msg_id)) {
-      redelivered++;
-      continue;
-    }
-    seen.add(message.header.msg_id);
-    const version = (message.content as { twin: Record<string, MsgTwin> }).twin.count?.actual_version?.edge;
-    if (version !== undefined) versions.push(version);
-  }
-  return { versions, redelivered };
 }
 
 describe('the cloud link with a CloudHub', () => {
@@ -229,7 +212,7 @@ describe('the cloud link with a CloudHub', () => {
       const status = await cloud();
       return status.link.connected && status.outbox.queued === 0 && status.outbox.inFlight === 0;
     }, { timeoutMs: 60_000, intervalMs: 200 });
-    const { versions } = countReports(hub);
+    const { versions } = reportedVersions(hub.received, TWIN_REPORT, 'count');
     const current = (await twin()).twin.count!.actual_version!.edge;
     // Every report reached the cloud once and in order: edge versions 1…current, none missing, none twice.
     expect(versions).toEqual([...versions].sort((a, b) => a - b));

@@ -6,10 +6,10 @@
  *   `reports`        the counter's edge versions received (each message once), and the links seen
  */
 import { createInterface } from 'node:readline';
-import type { MsgTwin } from '../../src/twin/types.js';
+import { reportedVersions } from '../support/cloudhub/reports.js';
 import { deviceMessage, deviceModelMessage, startCloudHub } from '../support/cloudhub/server.js';
 
-export const COUNTER_REPORT = 'device/default/counter-01/twin/edge_updated';
+const COUNTER_REPORT = 'device/default/counter-01/twin/edge_updated';
 
 const hub = await startCloudHub({ host: process.argv[2] ?? '127.0.0.1' });
 console.log(JSON.stringify({ token: hub.token, httpsPort: hub.httpsPort, wsPort: hub.wsPort }));
@@ -37,24 +37,6 @@ function device(node: string) {
   };
 }
 
-/** Every edge version of `count` received, by message: redeliveries (same msg_id) apart. */
-function reports(): { versions: number[]; redelivered: number } {
-  const seen = new Set<string>();
-  const versions: number[] = [];
-  let redelivered = 0;
-  for (const message of hub.received) {
-    if (message.route.resource !== COUNTER_REPORT) continue;
-    if (seen.has(message.header.msg_id)) {
-      redelivered++;
-      continue;
-    }
-    seen.add(message.header.msg_id);
-    const version = (message.content as { twin: Record<string, MsgTwin> }).twin.count?.actual_version?.edge;
-    if (version !== undefined) versions.push(version);
-  }
-  return { versions, redelivered };
-}
-
 createInterface({ input: process.stdin }).on('line', (line) => {
   const [command, argument] = line.trim().split(' ');
   if (command === 'device') {
@@ -62,7 +44,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     hub.send(deviceMessage('insert', device(argument!)));
     console.log(JSON.stringify({ sent: 'device' }));
   } else if (command === 'reports') {
-    console.log(JSON.stringify({ ...reports(), connections: hub.connections, handshakes: hub.handshakes.length, errors: hub.errors }));
+    console.log(JSON.stringify({ ...reportedVersions(hub.received, COUNTER_REPORT, 'count'), connections: hub.connections, handshakes: hub.handshakes.length, errors: hub.errors }));
   } else {
     console.log(JSON.stringify({ error: `unknown command ${command}` }));
   }

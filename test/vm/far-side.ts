@@ -108,6 +108,25 @@ export function metaPeer(fingerprint: string): { name: string; url: string; fing
   return { name: 'meta', url: `https://${SERVER}:${META_PORT}`, fingerprint, trusted: true };
 }
 
+/** The agent's warnings and errors (pino levels 40 and up) from now on, the newest `keep`. */
+export function collectProblems(agent: AgentProcess, keep = 40): string[] {
+  const problems: string[] = [];
+  createInterface({ input: agent.child.stdout! }).on('line', (line) => {
+    if (!/"level":[45]\d/.test(line)) return;
+    problems.push(line.slice(0, 600));
+    if (problems.length > keep) problems.shift();
+  });
+  return problems;
+}
+
+/** Stops the agents started, last first (SIGTERM), and waits for each to exit. */
+export async function stopAgents(agents: AgentProcess[]): Promise<void> {
+  for (const agent of [...agents].reverse()) {
+    agent.child.kill('SIGTERM');
+    await agent.exited;
+  }
+}
+
 /** Polls `probe` until it gives something; `status` (a scenario's result) names what is awaited meanwhile. */
 export async function until<T>(what: string, probe: () => Promise<T | undefined | false>, status: Record<string, unknown>, intervalMs = 200): Promise<T> {
   status.waitingFor = what;

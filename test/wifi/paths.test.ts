@@ -2,7 +2,7 @@
  * Where the agent's own traffic leaves from (src/wifi/paths.ts): the placement rules, and the
  * cloud link bound to the placed address against the CloudHub-compatible server, moving when
  * the placement moves. Loopback addresses (127.0.0.2, 127.0.0.3) stand for the identities'
- * addresses here; the VM testbed (paths.test.ts in test/vm, `npm run test:paths`) does it with
+ * addresses here; paths-testbed.test.ts (`npm run test:paths` runs both) does it in the VM with
  * real WiFi identities.
  */
 import { rmSync } from 'node:fs';

@@ -18,6 +18,22 @@ import type { QmpClient } from './qmp.js';
 
 export type TlsEndpoint = 'server' | 'client';
 
+/**
+ * RFC 7919's ffdhe2048 group, public and standard. Without a `dh-params.pem` a server end makes
+ * fresh 2048-bit DH parameters inside object-add: ~0.2 s of CPU on a PC, long enough on a slow
+ * gateway (or under nested emulation) to miss the QMP deadline. TLS 1.3 agrees keys by ECDHE
+ * anyway; the group is only ever used by a TLS 1.2 client offering finite-field DH.
+ */
+const FFDHE2048_PEM = `-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+`;
+
 /** What the target's query-migrate says about the address it listens on (QEMU sends the port as a string). */
 const ListeningSchema = v.object({
   'socket-address': v.pipe(v.array(v.object({ type: v.string(), port: v.optional(v.string()) })), v.minLength(1)),
@@ -35,6 +51,7 @@ export async function useTls(qmp: QmpClient, dir: string, id: string, endpoint: 
     writeFileSync(join(dir, 'ca-cert.pem'), tls.peerCertPem, { mode: 0o600 });
     writeFileSync(join(dir, `${endpoint}-cert.pem`), tls.certPem, { mode: 0o600 });
     writeFileSync(join(dir, `${endpoint}-key.pem`), tls.keyPem, { mode: 0o600 });
+    if (endpoint === 'server') writeFileSync(join(dir, 'dh-params.pem'), FFDHE2048_PEM);
     await qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id, dir, endpoint, 'verify-peer': true, 'sanity-check': false });
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -15,7 +15,7 @@ import type { DeviceDetail } from '../../../src/twin/routes.js';
 import type { WifiView } from '../../../src/wifi/wifi.js';
 import type { MigrationResult } from '../../../src/workloads/migrate-out.js';
 import { spawnAgent, type AgentProcess } from '../../support/agent-process.js';
-import { CLI, connectionsToServer, type Connection, IMAGES, lastTick, metaPeer, openFarSide, peerIdentity, SERVER, sleep, startHub, startMeta, until as untilSeen } from '../far-side.js';
+import { CLI, connectionsToServer, type Connection, IMAGES, lastTick, metaPeer, openFarSide, peerIdentity, SERVER, sleep, startHub, startMeta, stopAgents, until as untilSeen } from '../far-side.js';
 import { startScenario, writeResult } from '../scenario.js';
 import { WifiTestbed, type ApSpec } from '../wifi-testbed.js';
 
@@ -186,10 +186,7 @@ try {
   result.error = (error as Error).stack;
   process.exitCode = 1;
 } finally {
-  for (const agent of agents.reverse()) {
-    agent.child.kill('SIGTERM');
-    await agent.exited;
-  }
+  await stopAgents(agents);
   await testbed.stop();
   writeResult('wifi-paths', result);
 }
