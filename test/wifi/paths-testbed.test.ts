@@ -46,6 +46,8 @@ describe('the agent’s own traffic on trusted WiFi paths', () => {
   });
 
   it('moves the link to the other trusted identity when its AP vanishes, and the cloud gets every report', () => {
+    // The AP killed was the cloud link's: its identity carried the migration's first subflow too.
+    expect((result.migrationPath as { address: string }).address).toBe((result.cloudFirst as CloudStatus).link.source);
     const moved = result.cloudMoved as CloudStatus;
     const first = (result.cloudFirst as CloudStatus).link.source;
     expect(moved.link.source).not.toBe(first);

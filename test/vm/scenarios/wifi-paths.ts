@@ -92,37 +92,6 @@ try {
   await hub.ask('device edge');
   await until('10 reports at the cloud', async () => ((await hub.ask('reports')).versions as number[]).length >= 10);
 
-  step('the cloud link’s AP vanishes');
-  const ready = result.ready as WifiView & { identities: Array<{ name: string; ssid: string; address: string; trusted: boolean }> };
-  const firstSource = (result.cloudFirst as CloudStatus).link.source!;
-  const lostAp = ready.identities.find((i) => i.address === firstSource)!.ssid;
-  result.lostAp = lostAp;
-  const versionsAtKill = (await hub.ask('reports')).versions as number[];
-  result.cloudVersionAtKill = Math.max(...versionsAtKill);
-  await testbed.stopAp(lostAp, 'SIGKILL');
-  const killedAt = performance.now();
-  result.cloudMoved = await until('the cloud link up from another address', async () => {
-    const status = await cloud();
-    return status.link.connected && status.link.source && status.link.source !== firstSource && status;
-  });
-  result.moveMs = Math.round(performance.now() - killedAt);
-  result.connectionsMoved = connectionsToServer();
-  // Every report the edge made until now must reach the cloud: no gap in the versions.
-  const edgeVersion = (await get<DeviceDetail>('/api/v1/devices/default/counter-01')).twin.count?.actual_version?.edge;
-  result.edgeVersionAtMove = edgeVersion;
-  result.reportsAfterMove = await until('the cloud caught up', async () => {
-    const reports = (await hub.ask('reports')) as { versions: number[]; redelivered: number };
-    return Math.max(...reports.versions) >= Math.max(Number(edgeVersion ?? 0), result.cloudVersionAtKill as number) + 5 && reports;
-  });
-
-  step('the AP comes back');
-  await testbed.startAp(APS[lostAp]!);
-  result.pooled = await until('two trusted identities addressed', async () => {
-    const view = await wifi();
-    result.lastSeen = view;
-    return 'identities' in view && view.identities.filter((i) => i.trusted && i.address).length === 2 && view;
-  });
-
   step('the ticker runs');
   await edge.api('/api/v1/workloads', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'ticker' }) });
   const before = await until('ticks at the edge', async () => {
@@ -132,8 +101,13 @@ try {
   });
   result.tickBefore = before;
 
-  step('a pooled migration that loses an AP midway');
-  const migrationPath = ((await wifi()).paths.migration as { identity?: string }).identity;
+  // One AP loss serves both: the stream's first subflow and the cloud link are on the same
+  // (sticky) trusted identity, and its AP vanishes while the stream runs.
+  step('a pooled migration, and the AP of the cloud link and the first subflow vanishes midway');
+  const ready = result.ready as WifiView & { identities: Array<{ name: string; ssid: string; address: string; trusted: boolean }> };
+  const firstSource = (result.cloudFirst as CloudStatus).link.source!;
+  const migrationPath = (await wifi()).paths.migration as { identity?: string; address?: string };
+  result.migrationPath = migrationPath;
   let settled = false;
   const migrating = edge
     .api('/api/v1/workloads/ticker/migrate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peer: 'meta' }) })
@@ -154,12 +128,29 @@ try {
   );
   result.seenDuringMigration = seen.slice(-5);
   result.mptcpEndpoints = sh('ip', ['mptcp', 'endpoint', 'show']);
-  const killed = (result.pooled as { identities: Array<{ name: string; ssid: string }> }).identities.find((i) => i.name === migrationPath)!.ssid;
-  result.migrationApKilled = killed;
+  const lostAp = ready.identities.find((i) => i.name === migrationPath.identity)!.ssid;
+  result.lostAp = lostAp;
+  result.cloudVersionAtKill = Math.max(...((await hub.ask('reports')).versions as number[]));
   result.killedMidway = !settled;
-  await testbed.stopAp(killed, 'SIGKILL');
+  await testbed.stopAp(lostAp, 'SIGKILL');
+  const killedAt = performance.now();
   result.migration = await migrating;
   result.migrationAt = await get('/api/v1/workloads/ticker');
+
+  step('the cloud link moves');
+  result.cloudMoved = await until('the cloud link up from another address', async () => {
+    const status = await cloud();
+    return status.link.connected && status.link.source && status.link.source !== firstSource && status;
+  });
+  result.moveMs = Math.round(performance.now() - killedAt);
+  result.connectionsMoved = connectionsToServer();
+  // Every report the edge made until now must reach the cloud: no gap in the versions.
+  const edgeVersion = (await get<DeviceDetail>('/api/v1/devices/default/counter-01')).twin.count?.actual_version?.edge;
+  result.edgeVersionAtMove = edgeVersion;
+  result.reportsAfterMove = await until('the cloud caught up', async () => {
+    const reports = (await hub.ask('reports')) as { versions: number[]; redelivered: number };
+    return Math.max(...reports.versions) >= Math.max(Number(edgeVersion ?? 0), result.cloudVersionAtKill as number) + 5 && reports;
+  });
 
   step('the ticker at the meta-edge');
   result.metaTicks = await until('ticks at the meta-edge past the edge’s', async () => {
