@@ -1,6 +1,6 @@
 /**
  * The agent's own traffic on trusted, pooled WiFi paths, in the VM testbed (scenario
- * test/vm/scenarios/wifi-paths.ts): two trusted APs and one open AP on the simulated radio, a
+ * test/vm/scenarios/wifi-paths.ts): three trusted APs and one open AP on the simulated radio, a
  * CloudHub-compatible server and a meta-edge agent behind them.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -31,9 +31,9 @@ describe('the agent’s own traffic on trusted WiFi paths', () => {
 
   it('associates an identity with each AP: the two WPA2 ones trusted, the open one (the most attractive) not', () => {
     const ready = (result.ready as WifiView & { identities: Addressed[] }).identities;
-    expect(new Set(ready.map((i) => i.ssid))).toEqual(new Set(['trustA', 'trustB', 'openC']));
-    expect(ready.find((i) => i.ssid === 'openC')!.trusted).toBe(false);
-    expect(trusted).toHaveLength(2);
+    expect(new Set(ready.map((i) => i.ssid))).toEqual(new Set(['trustA', 'trustB', 'trustC', 'openD']));
+    expect(ready.find((i) => i.ssid === 'openD')!.trusted).toBe(false);
+    expect(trusted).toHaveLength(3);
   });
 
   it('opens the cloud link from a trusted identity’s address, never from the open one (ss)', () => {
@@ -46,8 +46,6 @@ describe('the agent’s own traffic on trusted WiFi paths', () => {
   });
 
   it('moves the link to the other trusted identity when its AP vanishes, and the cloud gets every report', () => {
-    // The AP killed was the cloud link's: its identity carried the migration's first subflow too.
-    expect((result.migrationPath as { address: string }).address).toBe((result.cloudFirst as CloudStatus).link.source);
     const moved = result.cloudMoved as CloudStatus;
     const first = (result.cloudFirst as CloudStatus).link.source;
     expect(moved.link.source).not.toBe(first);
@@ -60,7 +58,7 @@ describe('the agent’s own traffic on trusted WiFi paths', () => {
     expect(unique.at(-1)).toBeGreaterThan(result.cloudVersionAtKill as number);
   });
 
-  it('pools the migration stream over both trusted identities with MPTCP (ss -tni), and no subflow over the open network', () => {
+  it('pools the migration stream over every trusted identity with MPTCP (ss -tni), and no subflow over the open network', () => {
     const subflows = result.subflows as Connection[];
     // One MPTCP connection: every subflow to the same port of the meta-edge.
     expect(new Set(subflows.map((c) => c.peer)).size).toBe(1);
@@ -70,7 +68,7 @@ describe('the agent’s own traffic on trusted WiFi paths', () => {
     expect(result.mptcpEndpoints).not.toContain(open);
   });
 
-  it('completes the migration when the AP of its first subflow vanishes midway: same boot, ticks going on at the meta-edge', () => {
+  it('completes the migration when the AP of one of its subflows vanishes midway: same boot, ticks going on at the meta-edge', () => {
     const migration = result.migration as { status: number; body: { status: string; totalTimeMs: number } };
     expect(migration.status).toBe(200);
     expect(migration.body.status).toBe('running');
