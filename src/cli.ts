@@ -7,7 +7,8 @@
  */
 import type { CloudStatus } from './cloud/edgehub.js';
 import type { DeviceSummary, TwinView } from './twin/routes.js';
-import { TRAFFIC, type Placement } from './wifi/paths.js';
+import type { Placement } from './wifi/paths.js';
+import { TRAFFIC } from './wifi/config.js';
 import type { WifiView } from './wifi/wifi.js';
 import type { WorkloadList } from './workloads/index.js';
 import { readFileSync } from 'node:fs';

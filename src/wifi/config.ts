@@ -1,6 +1,9 @@
 /** The `wifi` section of the agent's config. */
 import * as v from 'valibot';
-import { TRAFFIC } from './paths.js';
+
+/** The kinds of the agent's own traffic that can be held to trusted WiFi paths (paths.ts). */
+export const TRAFFIC = ['cloud', 'peers', 'migration'] as const;
+export type Traffic = (typeof TRAFFIC)[number];
 
 const ms = (fallback: number) => v.optional(v.pipe(v.number(), v.integer(), v.minValue(100)), fallback);
 

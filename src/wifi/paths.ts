@@ -9,10 +9,7 @@
 import type { Remove } from '../module.js';
 import { kernelHasMptcp } from '../mptcp.js';
 import { destinationRulePriority, routeDestination, unrouteDestination } from './addressing.js';
-import type { WifiConfig } from './config.js';
-
-export const TRAFFIC = ['cloud', 'peers', 'migration'] as const;
-export type Traffic = (typeof TRAFFIC)[number];
+import { TRAFFIC, type Traffic, type WifiConfig } from './config.js';
 
 /** A connected identity that traffic could leave through. */
 export interface PathCandidate {

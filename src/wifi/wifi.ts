@@ -7,9 +7,9 @@
 import type { Route } from '../http/router.js';
 import type { Logger } from '../log.js';
 import { MODULE, type Module, type Remove } from '../module.js';
-import type { WifiConfig } from './config.js';
+import type { Traffic, WifiConfig } from './config.js';
 import type { NetworkManagerWifi } from './network-manager.js';
-import { TrafficPaths, type Placement, type Traffic } from './paths.js';
+import { TrafficPaths, type Placement } from './paths.js';
 import type { WifiState } from './state.js';
 import type { WpaWifiManager } from './wpa-supplicant.js';
 
