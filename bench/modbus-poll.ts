@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { modbusMapper } from '../mappers/modbus/index.js';
+import { modbusMapper } from '../mappers/modbus/mapper.js';
 import type { ModbusLine } from '../mappers/modbus/line.js';
 import type { Device, DeviceModel } from '../src/devices/model.js';
 import type { BoundProperty, DeviceConnection } from '../src/mapperhost/contract.js';

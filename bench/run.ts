@@ -1,15 +1,15 @@
 /** `npm run bench [-- NAME…]`: runs the named benchmarks, or all but the named-only ones, each printing one JSON line. */
-import { ble } from './ble/index.js';
-import { cloudReplay } from './cloud-replay/index.js';
+import { ble } from './ble/host.js';
+import { cloudReplay } from './cloud-replay/replay.js';
 import { footprint } from './footprint.js';
 import { migration } from './migration.js';
 import { modbusPoll } from './modbus-poll.js';
 import { onDemand } from './on-demand.js';
 import { packageBench } from './package.js';
-import { paths } from './paths/index.js';
+import { paths } from './paths/host.js';
 import { startup } from './startup.js';
 import { twinIngest } from './twin-ingest.js';
-import { wifi } from './wifi/index.js';
+import { wifi } from './wifi/host.js';
 
 const benchmarks: Record<string, () => Promise<void>> = {
   'twin-ingest': twinIngest,

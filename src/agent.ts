@@ -3,7 +3,7 @@
  * list from the config, and starts them (lifecycle.ts rolls back in reverse when one fails).
  * No domain logic here: what a module does lives in its folder.
  */
-import { builtinMappers } from '../mappers/index.js';
+import { builtinMappers } from '../mappers/builtin.js';
 import { healthRoutes } from './api/health.js';
 import { memoryRoutes } from './api/memory.js';
 import { readyRoutes } from './api/ready.js';

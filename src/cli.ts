@@ -21,7 +21,7 @@ import { ConfigError } from './errors.js';
 import { formatError, loadCatalog } from './devices/load.js';
 import { validateVisitors } from './mapperhost/validate.js';
 import { systemdNotifier } from './systemd-notify.js';
-import { builtinMappers } from '../mappers/index.js';
+import { builtinMappers } from '../mappers/builtin.js';
 
 const USAGE = `Usage: edge-agent <command> [options]
 

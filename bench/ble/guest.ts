@@ -1,5 +1,5 @@
 /**
- * Runs inside the VM testbed (see bench/ble/index.ts). The SensorTag peripheral sends numbered
+ * Runs inside the VM testbed (see bench/ble/host.ts). The SensorTag peripheral sends numbered
  * notifications, paced (latency) and back to back (rate), to plain noble (the baseline) and to
  * the whole agent, where a value counts as arrived when its twin change is committed; each in a
  * process of its own, as noble holds the controller until its process ends. Times are hrtime on

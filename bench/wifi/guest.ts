@@ -1,5 +1,5 @@
 /**
- * Runs inside the VM testbed (see bench/wifi/index.ts): times the WiFi manager on real
+ * Runs inside the VM testbed (see bench/wifi/host.ts): times the WiFi manager on real
  * mac80211_hwsim radios and plain wpa_supplicant on the same radio as the baseline.
  */
 import { execFileSync, spawn } from 'node:child_process';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatError, loadCatalog, type Catalog } from '../../src/devices/load.js';
 import { cycleToMs } from '../../src/devices/normalize.js';
 import { validateVisitors } from '../../src/mapperhost/validate.js';
-import { builtinMappers } from '../../mappers/index.js';
+import { builtinMappers } from '../../mappers/builtin.js';
 import { CLI, ROOT, tempDir } from '../support/agent.js';
 
 const SAMPLES = join(ROOT, 'test/fixtures/kubeedge-samples');

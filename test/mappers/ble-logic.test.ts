@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeAtc, decodeBthome, measurementOf } from '../../mappers/ble/advertisement.js';
 import { convertRead, decodeValue, encodeValue } from '../../mappers/ble/codec.js';
 import { normalizeUuid, parseVisitor, protocolSchema, type GattVisitor } from '../../mappers/ble/config.js';
-import { bleMapper } from '../../mappers/ble/index.js';
+import { bleMapper } from '../../mappers/ble/mapper.js';
 import { loadCatalog } from '../../src/devices/load.js';
 import { describeIssues } from '../../src/mapperhost/device-config.js';
 import { validateVisitors } from '../../src/mapperhost/validate.js';

@@ -5,7 +5,7 @@
  * requests it puts on the line are counted per slave at the line.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modbusMapper } from '../../mappers/modbus/index.js';
+import { modbusMapper } from '../../mappers/modbus/mapper.js';
 import type { ModbusLine } from '../../mappers/modbus/line.js';
 import { parseObject } from '../../src/devices/load.js';
 import { createLogger } from '../../src/log.js';

@@ -10,7 +10,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { modbusMapper } from '../../mappers/modbus/index.js';
+import { modbusMapper } from '../../mappers/modbus/mapper.js';
 import { parseObject } from '../../src/devices/load.js';
 import type { DeviceDetail } from '../../src/twin/routes.js';
 import { createLogger } from '../../src/log.js';

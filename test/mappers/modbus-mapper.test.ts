@@ -10,7 +10,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modbusMapper } from '../../mappers/modbus/index.js';
+import { modbusMapper } from '../../mappers/modbus/mapper.js';
 import { createLogger } from '../../src/log.js';
 import type { BoundProperty, MapperContext } from '../../src/mapperhost/contract.js';
 import { TransportPool } from '../../src/mapperhost/transports.js';

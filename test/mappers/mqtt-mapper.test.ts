@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MqttDeviceConnection, mqttMapper } from '../../mappers/mqtt/index.js';
+import { MqttDeviceConnection, mqttMapper } from '../../mappers/mqtt/mapper.js';
 import type { BoundProperty } from '../../src/mapperhost/contract.js';
 import { TransportPool } from '../../src/mapperhost/transports.js';
 import { startTestAgent, tempDir, type TestAgent } from '../support/agent.js';
