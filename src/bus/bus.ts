@@ -77,6 +77,8 @@ export function filtersOverlap(a: string, b: string): boolean {
 
 export class HandlerTable {
   private readonly entries: Array<{ filter: string; matches: (topic: string) => boolean; handler: MessageHandler }> = [];
+  /** Promises of handlers whose failure is already reported. */
+  private readonly watched = new WeakSet<Promise<void>>();
 
   add(filter: string, handler: MessageHandler): Remove {
     const entry = { filter, matches: topicFilter(filter), handler };
@@ -93,23 +95,27 @@ export class HandlerTable {
 
   /**
    * Runs the handler of the first matching filter (the agent's filters do not overlap), or
-   * returns undefined when none matches. A failing handler is reported through `onError`, and the
-   * returned promise rejects: the message was not handled (its change not committed), so the
-   * broker must not acknowledge it. Not an async function: under a flood, a suspended frame per
-   * message would keep every payload alive until the commit.
+   * returns undefined when none matches or the handler is done at once. A failing handler is
+   * reported through `onError`, and the returned promise rejects: the message was not handled
+   * (its change not committed), so the broker must not acknowledge it. Handlers return the
+   * promise of the batch their change commits in, shared by every message in it: it is passed on
+   * as it is and reported once, so a flood does not make a promise per message.
    */
   dispatch(topic: string, payload: Buffer, onError: (error: unknown, topic: string) => void): Promise<void> | undefined {
     const entry = this.entries.find((e) => e.matches(topic));
     if (!entry) return undefined;
-    const failed = (error: unknown): never => {
-      onError(error, topic);
-      throw error;
-    };
+    let handled: void | Promise<void>;
     try {
-      return Promise.resolve(entry.handler(topic, payload)).catch(failed);
+      handled = entry.handler(topic, payload);
     } catch (error) {
-      return Promise.reject(error as Error).catch(failed);
+      onError(error, topic);
+      return Promise.reject(error as Error);
     }
+    if (!handled) return undefined;
+    if (!this.watched.has(handled)) {
+      this.watched.add(handled);
+      handled.catch((error: unknown) => onError(error, topic));
+    }
+    return handled;
   }
-
 }

@@ -126,10 +126,7 @@ export class EmbeddedBus implements Bus {
         if (!handled) return callback(null);
         // QoS 0 is never acknowledged, so nothing waits for its commit; holding the packet until
         // then would only keep a flood of them in memory. Its failure is reported by dispatch.
-        if (packet.qos === 0) {
-          handled.catch(() => undefined);
-          return callback(null);
-        }
+        if (packet.qos === 0) return callback(null);
         // Not committed: no PUBACK, and the connection closes, so the client sends it again [MQTT-4.4.0-1].
         handled.then(() => callback(null), (error: Error) => callback(error));
       },

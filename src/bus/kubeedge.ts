@@ -36,6 +36,17 @@ function membershipDevice(device: DeviceRecord): Record<string, unknown> {
   return out;
 }
 
+/** Builds a request's answer topic from the device id (or node name). */
+type AnswerTopic = (id: string) => string;
+
+/** A request whose change waits for its commit. */
+interface PendingRequest {
+  topic: string;
+  answer: AnswerTopic;
+  id: string;
+  eventId: string;
+}
+
 export interface KubeEdgeProtocolOptions {
   bus: Bus;
   twins: Twins;
@@ -54,6 +65,8 @@ export class KubeEdgeProtocol implements Module {
   private readonly rejections: RefusalLog;
   private readonly dialect: StateDialect;
   private removers: Remove[] = [];
+  /** The requests waiting for the batch being committed. */
+  private waiting?: { batch: Promise<void>; requests: PendingRequest[] };
 
   constructor(private readonly options: KubeEdgeProtocolOptions) {
     this.bus = options.bus;
@@ -99,74 +112,97 @@ export class KubeEdgeProtocol implements Module {
     this.send(topic, { code, reason }, eventId);
   }
 
-  /** The edge of the protocol: size limit, then schema; a failure is answered on `resultTopic`. */
-  private accept<S extends GenericSchema>(schema: S, topic: string, payload: Buffer, resultTopic: string, refusal?: Refusal): InferOutput<S> | undefined {
+  /**
+   * The edge of the protocol: size limit, then schema; a failure is answered on the request's
+   * answer topic for device `id` (built only then: most messages are fine).
+   */
+  private accept<S extends GenericSchema>(schema: S, topic: string, payload: Buffer, answer: AnswerTopic, id: string, refusal?: Refusal): InferOutput<S> | undefined {
     if (payload.length > this.options.maxPayloadBytes) {
-      this.sendError(resultTopic, '', 400, `payload of ${payload.length} bytes exceeds the limit of ${this.options.maxPayloadBytes} bytes`, topic);
+      this.sendError(answer(id), '', 400, `payload of ${payload.length} bytes exceeds the limit of ${this.options.maxPayloadBytes} bytes`, topic);
       return undefined;
     }
     const request = decode(schema, payload, refusal);
     if (request.ok) return request.value;
-    this.sendError(resultTopic, request.eventId, 400, request.reason, topic);
+    this.sendError(answer(id), request.eventId, 400, request.reason, topic);
+    return undefined;
+  }
+
+  /** A change the twin refused, answered with its status (a TwinError's, else 500). */
+  private refused(error: unknown, request: PendingRequest): undefined {
+    const code = error instanceof TwinError ? error.status : 500;
+    this.sendError(request.answer(request.id), request.eventId, code, (error as Error).message, request.topic);
     return undefined;
   }
 
   /**
-   * Runs a twin change and waits for its commit, so the message is acknowledged only once it
-   * is on disk; a failed commit is answered 500 and rejects, so it is not acknowledged. Returns the batch's commit promise rather than awaiting it, so nothing of the
-   * request outlives the synchronous change.
+   * The commit of the batch the request's change is in: the message is acknowledged only once it
+   * is on disk. If the batch fails, every request in it is answered 500 and the promise rejects,
+   * so none is acknowledged. One promise and one failure handler per batch, not per message:
+   * under a flood, a promise each would keep thousands alive until the commit.
    */
-  private commit(change: () => void, topic: string, resultTopic: string, eventId: string): Promise<void> | undefined {
-    try {
-      change();
-    } catch (error) {
-      const code = error instanceof TwinError ? error.status : 500;
-      this.sendError(resultTopic, eventId, code, (error as Error).message, topic);
-      return undefined;
+  private committed(request: PendingRequest): Promise<void> {
+    const batch = this.twins.flushed();
+    if (this.waiting?.batch !== batch) {
+      const requests: PendingRequest[] = [];
+      this.waiting = { batch, requests };
+      batch.then(
+        () => {
+          if (this.waiting?.batch === batch) this.waiting = undefined;
+        },
+        (error: unknown) => {
+          if (this.waiting?.batch === batch) this.waiting = undefined;
+          for (const r of requests) this.sendError(r.answer(r.id), r.eventId, 500, `Update twin failed: ${(error as Error).message}`, r.topic);
+        },
+      );
     }
-    return this.twins.flushed().catch((error: unknown) => {
-      this.sendError(resultTopic, eventId, 500, `Update twin failed: ${(error as Error).message}`, topic);
-      // Not on disk: the message must not be acknowledged.
-      throw error;
-    });
+    this.waiting.requests.push(request);
+    return batch;
   }
 
   private onTwinUpdate(topic: string, payload: Buffer): Promise<void> | undefined {
     const id = deviceIdOf(topic);
-    const resultTopic = topics.twinUpdateResult(id);
-    const request = this.accept(twinUpdatePayload, topic, payload, resultTopic, twinUpdateRefusal);
-    if (!request) return undefined;
-    return this.commit(() => this.twins.update(id, request.twin, 'mqtt', request.event_id), topic, resultTopic, request.event_id);
+    const body = this.accept(twinUpdatePayload, topic, payload, topics.twinUpdateResult, id, twinUpdateRefusal);
+    if (!body) return undefined;
+    const request = { topic, answer: topics.twinUpdateResult, id, eventId: body.event_id };
+    try {
+      this.twins.update(id, body.twin, 'mqtt', body.event_id);
+    } catch (error) {
+      return this.refused(error, request);
+    }
+    return this.committed(request);
   }
 
   private onTwinGet(topic: string, payload: Buffer): void {
     const id = deviceIdOf(topic);
-    const resultTopic = topics.twinGetResult(id);
-    const request = this.accept(twinGetPayload, topic, payload, resultTopic);
+    const request = this.accept(twinGetPayload, topic, payload, topics.twinGetResult, id);
     if (!request) return;
     try {
-      this.send(resultTopic, () => ({ twin: this.twins.document(id) }), request.event_id);
+      this.send(topics.twinGetResult(id), () => ({ twin: this.twins.document(id) }), request.event_id);
     } catch (error) {
       if (!(error instanceof TwinError)) throw error;
-      this.sendError(resultTopic, request.event_id, error.status, error.message, topic);
+      this.sendError(topics.twinGetResult(id), request.event_id, error.status, error.message, topic);
     }
   }
 
   private onStateUpdate(topic: string, payload: Buffer): Promise<void> | undefined {
     const id = deviceIdOf(topic);
-    const resultTopic = topics.stateUpdateResult(id);
-    const request = this.accept(stateUpdatePayload, topic, payload, resultTopic);
-    if (!request) return undefined;
-    if (!this.dialect.states.includes(request.state.toLowerCase())) {
-      this.sendError(resultTopic, request.event_id, 400, `state ${JSON.stringify(request.state)} is not one of ${this.dialect.states.join(', ')}`, topic);
-      return undefined;
+    const body = this.accept(stateUpdatePayload, topic, payload, topics.stateUpdateResult, id);
+    if (!body) return undefined;
+    const request = { topic, answer: topics.stateUpdateResult, id, eventId: body.event_id };
+    if (!this.dialect.states.includes(body.state.toLowerCase())) {
+      return this.refused(new TwinError(400, `state ${JSON.stringify(body.state)} is not one of ${this.dialect.states.join(', ')}`), request);
     }
-    return this.commit(() => this.twins.setState(id, request.state, 'mqtt'), topic, resultTopic, request.event_id);
+    try {
+      this.twins.setState(id, body.state, 'mqtt');
+    } catch (error) {
+      return this.refused(error, request);
+    }
+    return this.committed(request);
   }
 
   private onMembershipGet(topic: string, payload: Buffer): void {
     const resultTopic = topics.membershipGetResult(this.options.node);
-    const request = this.accept(membershipGetPayload, topic, payload, resultTopic);
+    const request = this.accept(membershipGetPayload, topic, payload, topics.membershipGetResult, this.options.node);
     if (!request) return;
     const devices = this.twins.list().filter((d) => d.managed);
     this.send(resultTopic, { devices: devices.map(membershipDevice) }, request.event_id);

@@ -30,7 +30,7 @@ export function isExpiredTombstone(p: TwinProperty, now: number, ttlMs: number):
  * after `staged` holds at most `max` keys outside the model. Refuses the update (400) when its
  * live keys outside the model alone would be more.
  */
-export function tombstonesToMakeRoom(deviceId: string, twin: ReadonlyMap<string, TwinProperty>, staged: ReadonlyMap<string, { property: TwinProperty }>, max: number): string[] {
+export function tombstonesToMakeRoom(deviceId: string, twin: ReadonlyMap<string, TwinProperty>, staged: ReadonlyMap<string, TwinProperty>, max: number): string[] {
   let live = 0;
   const tombstones: Array<{ key: string; deletedAt: number }> = [];
   const count = (key: string, p: TwinProperty) => {
@@ -38,8 +38,8 @@ export function tombstonesToMakeRoom(deviceId: string, twin: ReadonlyMap<string,
     if (p.type === DELETED) tombstones.push({ key, deletedAt: p.deletedAt ?? 0 });
     else live += 1;
   };
-  for (const [key, p] of twin) count(key, staged.get(key)?.property ?? p);
-  for (const [key, { property }] of staged) if (!twin.has(key)) count(key, property);
+  for (const [key, p] of twin) count(key, staged.get(key) ?? p);
+  for (const [key, property] of staged) if (!twin.has(key)) count(key, property);
   if (live > max) {
     throw new TwinError(400, `Update rejected: ${deviceId} would have ${live} properties its DeviceModel does not define, over the limit of ${max} (twin.maxExtraProperties)`);
   }

@@ -60,6 +60,35 @@ interface DeviceRow {
   managed: number;
 }
 
+/** A twin property queued for the next commit; its row is made at the commit, from its latest state. */
+interface PendingTwin {
+  deviceId: string;
+  key: string;
+  property: TwinProperty;
+  twinId: number;
+}
+
+function twinRow({ deviceId, key, property: p, twinId }: PendingTwin): unknown[] {
+  return [
+    deviceId,
+    key,
+    p.type,
+    p.optional ? 1 : 0,
+    p.expected?.value ?? null,
+    p.expected?.timestamp ?? null,
+    p.expectedVersion?.cloud ?? null,
+    p.expectedVersion?.edge ?? null,
+    p.actual?.value ?? null,
+    p.actual?.timestamp ?? null,
+    p.actualVersion?.cloud ?? null,
+    p.actualVersion?.edge ?? null,
+    p.historySeq,
+    twinId,
+    p.inModel ? 1 : 0,
+    p.deletedAt ?? null,
+  ];
+}
+
 export interface HistoryEntry {
   value: string;
   timestamp: number;
@@ -73,8 +102,8 @@ function version(cloud: number | null, edge: number | null): TwinVersion | undef
 }
 
 export class TwinStore {
-  /** Twin rows by `deviceId\0key`: the last one queued wins. */
-  private readonly pendingTwins = new Map<string, unknown[]>();
+  /** Twin properties to write, by `deviceId\0key`: the last one queued wins; made rows only at the commit. */
+  private readonly pendingTwins = new Map<string, PendingTwin>();
   private readonly pendingHistory: unknown[][] = [];
   /** Integer ids of twin properties by `deviceId\0key`, which key their history. */
   private readonly twinIds = new Map<string, number>();
@@ -207,25 +236,7 @@ export class TwinStore {
       twinId = this.nextTwinId++;
       this.twinIds.set(ref, twinId);
     }
-    const params = [
-      deviceId,
-      key,
-      p.type,
-      p.optional ? 1 : 0,
-      p.expected?.value ?? null,
-      p.expected?.timestamp ?? null,
-      p.expectedVersion?.cloud ?? null,
-      p.expectedVersion?.edge ?? null,
-      p.actual?.value ?? null,
-      p.actual?.timestamp ?? null,
-      p.actualVersion?.cloud ?? null,
-      p.actualVersion?.edge ?? null,
-      p.historySeq,
-      twinId,
-      p.inModel ? 1 : 0,
-      p.deletedAt ?? null,
-    ];
-    this.pendingTwins.set(ref, params);
+    this.pendingTwins.set(ref, { deviceId, key, property: p, twinId });
     if (reported && p.actual) this.pendingHistory.push([twinId * HISTORY_STRIDE + (p.historySeq % this.historySize), p.historySeq, p.actual.value, p.actual.timestamp]);
     this.db.schedule();
   }
@@ -253,7 +264,7 @@ export class TwinStore {
     this.pendingTwins.clear();
     const history = this.pendingHistory.splice(0);
     return () => {
-      for (const row of twins) this.statements.upsertTwin.run(row);
+      for (const twin of twins) this.statements.upsertTwin.run(twinRow(twin));
       for (const row of history) this.statements.putHistory.run(row);
     };
   }

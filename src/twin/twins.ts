@@ -34,8 +34,25 @@ interface ChangedKey {
   last?: TwinProperty;
   /** The twin after the change; null when deleted. */
   current: TwinProperty | null;
-  /** The parts the request gave, for a twin that existed; undefined for an added twin. */
-  touched?: MsgTwin;
+  /** What is stored for the key: `current`, or the tombstone of a deleted twin. */
+  stored: TwinProperty;
+  /** Whether the change reported an actual value, which goes into the history. */
+  reported: boolean;
+  /** The sides the request gave (SIDE bits), for a twin that existed; undefined for an added twin. */
+  given?: number;
+  /** When the change was made (wall clock, ms). */
+  at: number;
+}
+
+const SIDES = ['expected', 'actual'] as const;
+const SIDE_BIT = { expected: 1, actual: 2 } as const;
+
+/** What the request gave for an existing twin, as EdgeCore's result shows it: the values with the time of the change. */
+function touched({ current, given = 0, at }: ChangedKey): MsgTwin {
+  const msg: MsgTwin = {};
+  // A side given as '' is cleared (current has none) and shown as given.
+  for (const side of SIDES) if (given & SIDE_BIT[side]) msg[side] = { value: current?.[side]?.value ?? '', metadata: { timestamp: at } };
+  return msg;
 }
 
 /** One committed twin update. Its result and document are built only when someone reads them. */
@@ -58,10 +75,11 @@ export class TwinChange {
   /** What the update touched, as EdgeCore's twin/update/result shows it (`null` = deleted). */
   get result(): Record<string, MsgTwin | null> {
     this.builtResult ??= Object.fromEntries(
-      this.keys.map(({ key, current, touched }) => {
+      this.keys.map((changed) => {
+        const { key, current } = changed;
         if (!current) return [key, null];
-        if (!touched) return [key, toMsgTwin(current)];
-        return [key, { ...touched, optional: current.optional, metadata: { type: current.type } }];
+        if (changed.given === undefined) return [key, toMsgTwin(current)];
+        return [key, { ...touched(changed), optional: current.optional, metadata: { type: current.type } }];
       }),
     );
     return this.builtResult;
@@ -118,14 +136,9 @@ function bump(version: TwinVersion | undefined): TwinVersion {
   return { cloud: version?.cloud ?? 0, edge: (version?.edge ?? 0) + 1 };
 }
 
+/** A twin's values and versions are replaced, never changed in place: a copy of the top level is a snapshot. Every side is a key, set or not. */
 function clone(p: TwinProperty): TwinProperty {
-  return {
-    ...p,
-    expected: p.expected && { ...p.expected },
-    actual: p.actual && { ...p.actual },
-    expectedVersion: p.expectedVersion && { ...p.expectedVersion },
-    actualVersion: p.actualVersion && { ...p.actualVersion },
-  };
+  return { expected: undefined, actual: undefined, expectedVersion: undefined, actualVersion: undefined, ...p };
 }
 
 /** EdgeCore formats last_online as Go's "2006-01-02 15:04:05" in local time. */
@@ -137,8 +150,9 @@ function lastOnlineNow(): string {
 
 /** Validation EdgeCore does while decoding, before it looks the device up. */
 export function checkTwinUpdate(update: TwinUpdate): void {
-  for (const [key, twin] of Object.entries(update)) {
+  for (const key in update) {
     checkTwinKey(key);
+    const twin = update[key];
     if (!twin) continue;
     if (twin.expected?.value !== undefined) checkTwinValue(twin.expected.value);
     if (twin.actual?.value !== undefined) checkTwinValue(twin.actual.value);
@@ -255,11 +269,11 @@ export class Twins {
     if (!device) throw new TwinError(404, 'update rejected due to the device is not existed');
     const now = Date.now();
     this.sweep(device, now);
-    const staged = new Map<string, { property: TwinProperty; reported: boolean }>();
     const changedKeys: ChangedKey[] = [];
     let addsKeys = false;
 
-    for (const [key, request] of Object.entries(update)) {
+    for (const key in update) {
+      const request = update[key]!;
       const existing = device.twin.get(key);
       if (request === null) {
         if (!existing || existing.type === DELETED || !existing.optional) continue;
@@ -268,8 +282,7 @@ export class Twins {
         const deleted: TwinProperty = { ...clone(existing), type: DELETED, expected: undefined, actual: undefined, deletedAt: now };
         if (existing.expectedVersion) deleted.expectedVersion = bump(existing.expectedVersion);
         if (existing.actualVersion) deleted.actualVersion = bump(existing.actualVersion);
-        staged.set(key, { property: deleted, reported: false });
-        changedKeys.push({ key, last: existing, current: null });
+        changedKeys.push({ key, last: existing, current: null, stored: deleted, reported: false, at: now });
         continue;
       }
       const wasDeleted = existing?.type === DELETED;
@@ -280,18 +293,18 @@ export class Twins {
         property.type = request.metadata?.type || 'string';
         property.deletedAt = undefined;
       }
-      const touched: MsgTwin = {};
+      let given = 0;
       let changed = !existing;
       let reported = false;
-      for (const side of ['expected', 'actual'] as const) {
-        const given = request[side];
-        if (!given) continue;
-        if (given.value === undefined) throw new TwinError(400, `Update twin error, key:${key} ${side} has no value`);
-        checkValueType(property.type, given.value);
-        property[side] = given.value === '' ? undefined : { value: given.value, timestamp: now };
+      for (const side of SIDES) {
+        const value = request[side];
+        if (!value) continue;
+        if (value.value === undefined) throw new TwinError(400, `Update twin error, key:${key} ${side} has no value`);
+        checkValueType(property.type, value.value);
+        property[side] = value.value === '' ? undefined : { value: value.value, timestamp: now };
         const versionKey = side === 'expected' ? 'expectedVersion' : 'actualVersion';
         property[versionKey] = bump(property[versionKey]);
-        touched[side] = { value: given.value, metadata: { timestamp: now } };
+        given |= SIDE_BIT[side];
         changed = true;
         if (side === 'actual' && property.actual) {
           property.historySeq += 1;
@@ -305,14 +318,13 @@ export class Twins {
       if (existing && request.metadata && (wasDeleted || request.metadata.type !== existing.type)) changed = true;
       if (!changed) continue;
       addsKeys ||= !existing;
-      staged.set(key, { property, reported });
-      changedKeys.push({ key, last: existing && !wasDeleted ? existing : undefined, current: property, touched: existing ? touched : undefined });
+      changedKeys.push({ key, last: existing && !wasDeleted ? existing : undefined, current: property, stored: property, reported, given: existing ? given : undefined, at: now });
     }
 
-    const purged = addsKeys ? tombstonesToMakeRoom(deviceId, device.twin, staged, this.limits.maxExtraProperties) : [];
-    for (const [key, { property, reported }] of staged) {
-      device.twin.set(key, property);
-      this.store.saveTwin(device.id, key, property, reported);
+    const purged = addsKeys ? tombstonesToMakeRoom(deviceId, device.twin, new Map(changedKeys.map((c) => [c.key, c.stored])), this.limits.maxExtraProperties) : [];
+    for (const { key, stored, reported } of changedKeys) {
+      device.twin.set(key, stored);
+      this.store.saveTwin(device.id, key, stored, reported);
     }
     for (const key of purged) this.purge(device, key);
     const change = new TwinChange(deviceId, origin, eventId, changedKeys, this.delta(deviceId));
@@ -347,14 +359,20 @@ export class Twins {
   delta(deviceId: string): TwinDelta | undefined {
     const device = this.devices.get(deviceId);
     if (!device) return undefined;
-    const twin: TwinDelta['twin'] = {};
-    const delta: TwinDelta['delta'] = {};
-    for (const [key, p] of device.twin) {
-      if (p.type === DELETED || !p.expected) continue;
-      twin[key] = toMsgTwin(p);
-      if (p.expected.value !== (p.actual?.value ?? '')) delta[key] = p.expected.value;
-    }
-    return Object.keys(delta).length > 0 ? { twin, delta } : undefined;
+    // Built only for a device with a desired value: for most updates (reports from mappers) there is none.
+    // forEach, not for…of: no [key, value] pair is made per property.
+    let found: TwinDelta | undefined;
+    let differs = false;
+    device.twin.forEach((p, key) => {
+      if (p.type === DELETED || !p.expected) return;
+      found ??= { twin: {}, delta: {} };
+      found.twin[key] = toMsgTwin(p);
+      if (p.expected.value !== (p.actual?.value ?? '')) {
+        found.delta[key] = p.expected.value;
+        differs = true;
+      }
+    });
+    return differs ? found : undefined;
   }
 
   /** `state/update`: known states only, case-insensitively; the case given is kept. */
