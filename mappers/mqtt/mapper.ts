@@ -78,12 +78,22 @@ export class MqttDeviceConnection implements DeviceConnection {
   }
 
   read(property: BoundProperty): Promise<PropertyValue> {
+    const value = this.lastValue(property);
+    return value instanceof Error ? Promise.reject(value) : Promise.resolve(value);
+  }
+
+  /** The last values received are at hand: a group is read at once, under one deadline instead of one per property. */
+  readMany(properties: BoundProperty[]): Promise<Array<PropertyValue | Error>> {
+    return Promise.resolve(properties.map((property) => this.lastValue(property)));
+  }
+
+  private lastValue(property: BoundProperty): PropertyValue | Error {
     const bound = this.properties.get(property.name);
-    if (!bound?.config.stateTopic) return Promise.reject(new Error(`property ${property.name} has no stateTopic`));
-    if (!this.broker.connected) return Promise.reject(new Error(`not connected to mqtt broker ${this.broker.url}`));
+    if (!bound?.config.stateTopic) return new Error(`property ${property.name} has no stateTopic`);
+    if (!this.broker.connected) return new Error(`not connected to mqtt broker ${this.broker.url}`);
     const value = this.values.get(property.name);
-    if (value === undefined) return Promise.reject(new Error(`no value received yet on ${bound.config.stateTopic}`));
-    return Promise.resolve(value);
+    if (value === undefined) return new Error(`no value received yet on ${bound.config.stateTopic}`);
+    return value;
   }
 
   async write(property: BoundProperty, value: PropertyValue): Promise<void> {

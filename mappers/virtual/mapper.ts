@@ -50,6 +50,11 @@ class VirtualDevice implements DeviceConnection {
     return Promise.resolve(this.next(property));
   }
 
+  /** The device's values are at hand: a group is read at once, under one deadline instead of one per property. */
+  readMany(properties: BoundProperty[]): Promise<PropertyValue[]> {
+    return Promise.resolve(properties.map((property) => this.next(property)));
+  }
+
   write(property: BoundProperty, value: PropertyValue): Promise<void> {
     this.values.set(property.name, value);
     return Promise.resolve();

@@ -15,6 +15,7 @@ import { timedOut, withTimeout } from '../timeout.js';
 const DEFAULT_CYCLE_MS = 1000;
 const MIN_CYCLE_MS = 10;
 const READ_TIMEOUT_MS = 5000;
+const readTimedOut = timedOut('read', READ_TIMEOUT_MS);
 const FAILURES_BEFORE_OFFLINE = 3;
 const MAX_RECONNECT_MS = 60_000;
 
@@ -273,14 +274,14 @@ export class DeviceRunner {
   private async readGroup(connection: DeviceConnection, properties: Scheduled[]): Promise<Array<PropertyValue | Error>> {
     if (connection.readMany) {
       try {
-        return await withTimeout(connection.readMany(properties), READ_TIMEOUT_MS, timedOut('read', READ_TIMEOUT_MS));
+        return await withTimeout(connection.readMany(properties), READ_TIMEOUT_MS, readTimedOut);
       } catch (error) {
         return properties.map(() => error as Error);
       }
     }
     const values: Array<PropertyValue | Error> = [];
     for (const property of properties) {
-      values.push(await withTimeout(connection.read(property), READ_TIMEOUT_MS, timedOut('read', READ_TIMEOUT_MS)).catch((error: unknown) => error as Error));
+      values.push(await withTimeout(connection.read(property), READ_TIMEOUT_MS, readTimedOut).catch((error: unknown) => error as Error));
     }
     return values;
   }

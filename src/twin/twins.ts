@@ -334,7 +334,9 @@ export class Twins {
 
   /** Reported values from a mapper: `twin/update` with actual values only. */
   report(deviceId: string, values: Record<string, string>, origin: Origin = 'mapper'): TwinChange {
-    return this.update(deviceId, Object.fromEntries(Object.entries(values).map(([k, value]) => [k, { actual: { value } }])), origin);
+    const update: TwinUpdate = {};
+    for (const key in values) update[key] = { actual: { value: values[key] } };
+    return this.update(deviceId, update, origin);
   }
 
   /**
