@@ -24,3 +24,22 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, error: () => Err
 
 /** The usual error: what timed out, after how long. */
 export const timedOut = (what: string, ms: number) => () => new Error(`${what} timed out after ${ms} ms`);
+
+/** The longest delay a Node.js timer takes; a longer one fires at once. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Runs `run` at wall-clock time `at` (ms), however far away: a timer waits at most ~24.8 days,
+ * so a longer wait is made of several. The wall clock, not monotonic time, as `at` is a date
+ * (a certificate's): after a clock step the wait is measured again. Returns the canceller.
+ */
+export function atWallClock(at: number, run: () => void): () => void {
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    const remaining = at - Date.now();
+    if (remaining <= 0) return run();
+    timer = setTimeout(arm, Math.min(remaining, LONGEST_TIMER_MS));
+  };
+  timer = setTimeout(arm, Math.min(Math.max(at - Date.now(), 0), LONGEST_TIMER_MS));
+  return () => clearTimeout(timer);
+}

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import type { Logger } from '../log.js';
 import { cloudDir } from '../paths.js';
+import { atWallClock } from '../timeout.js';
 import type { Remove } from '../module.js';
 import { localAddressOf, type PathPlacer, type Placement } from '../wifi/paths.js';
 import { ensureCredentials, rotateCredentials, rotationDelayMs, type CertOptions, type CloudCredentials } from './certs.js';
@@ -49,7 +50,8 @@ export class CloudLink extends EventEmitter<LinkEvents> {
   private credentials?: CloudCredentials;
   private retryMs = FIRST_RETRY_MS;
   private stopped = false;
-  private readonly timers = new Map<'retry' | 'keepalive' | 'rotate', NodeJS.Timeout>();
+  private readonly timers = new Map<'retry' | 'keepalive', NodeJS.Timeout>();
+  private cancelRotation?: () => void;
   private readonly status: LinkStatus;
   private readonly certOptions: CertOptions;
   /** The address the open or opening connection is bound to (undefined: the system's choice). */
@@ -102,6 +104,7 @@ export class CloudLink extends EventEmitter<LinkEvents> {
     this.stopped = true;
     this.removePathListener?.();
     for (const timer of this.timers.values()) clearTimeout(timer);
+    this.cancelRotation?.();
     const socket = this.socket;
     if (!socket || socket.readyState === WebSocket.CLOSED) return;
     const closed = new Promise((resolve) => socket.once('close', resolve));
@@ -257,15 +260,13 @@ export class CloudLink extends EventEmitter<LinkEvents> {
   }
 
   private scheduleRotation(delay = rotationDelayMs(this.credentials!)): void {
-    if (this.timers.has('rotate')) return;
+    if (this.cancelRotation) return;
     this.status.certificateExpires = this.credentials!.notAfter.toISOString();
-    this.timers.set(
-      'rotate',
-      setTimeout(() => {
-        this.timers.delete('rotate');
-        void this.rotate();
-      }, Math.min(delay, 2 ** 31 - 1)),
-    );
+    // A one-year certificate rotates months from now: longer than one timer waits.
+    this.cancelRotation = atWallClock(Date.now() + delay, () => {
+      this.cancelRotation = undefined;
+      void this.rotate();
+    });
   }
 
   private async rotate(): Promise<void> {
