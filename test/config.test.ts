@@ -30,7 +30,7 @@ const DEFAULTS: Config = {
   node: 'edge-box-01.local',
   dataDir: './data',
   profiles: ['./device-profiles/demo'],
-  mqtt: { host: '127.0.0.1', port: 1883, maxPayloadBytes: 65536, allowAnonymous: 'loopback', users: [], maxPacketBytes: 262144, maxConnections: 1000, maxKeepaliveSeconds: 300, maxRetainedMessages: 1000, maxRetainedBytes: 4194304, maxSubscriptionsPerClient: 1000 },
+  mqtt: { host: '127.0.0.1', port: 1883, maxPayloadBytes: 65536, allowAnonymous: 'loopback', users: [], maxPacketBytes: 262144, maxConnections: 1000, maxKeepaliveSeconds: 300, maxRetainedMessages: 1000, maxRetainedBytes: 4194304, maxSubscriptionsPerClient: 1000, maxPersistentSessions: 1000, maxQueuedMessages: 1000, maxQueuedBytes: 16777216 },
   api: { host: '127.0.0.1', port: 9180, hosts: [] },
   twin: { historySize: 100, maxExtraProperties: 32, tombstoneTtlMs: 86_400_000, maxGetBytes: 262_144, synchronous: 'full', cacheKiB: 512, commitWindowMs: 100 },
   log: { level: 'info' },

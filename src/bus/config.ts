@@ -78,6 +78,15 @@ export const mqttSection = v.pipe(
     maxRetainedBytes: v.optional(positive, 4 * 1024 * 1024),
     /** Each client's subscriptions; more are refused in the SUBACK (0x80). */
     maxSubscriptionsPerClient: v.optional(positive, 1000),
+    /** Client ids whose session the broker keeps (`clean: false`); a new one beyond gets CONNACK 3 (server unavailable). */
+    maxPersistentSessions: v.optional(positive, 1000),
+    /**
+     * QoS 1/2 messages the broker keeps for a persistent session until its client takes them:
+     * per session by count, over all sessions by bytes (topic and payload). Beyond, a message is
+     * not kept for that session (MQTT lets a server drop them under its storage limits).
+     */
+    maxQueuedMessages: v.optional(positive, 1000),
+    maxQueuedBytes: v.optional(positive, 16 * 1024 * 1024),
   }),
   v.forward(
     v.check((mqtt) => mqtt.maxPayloadBytes < mqtt.maxPacketBytes, 'must be below maxPacketBytes, which bounds the whole packet'),

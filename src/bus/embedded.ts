@@ -13,6 +13,7 @@ import { Authenticator, CONNACK } from './auth.js';
 import { handlerFailed, HandlerTable, type Bus, type MessageHandler } from './bus.js';
 import { AGENT_USERNAME, type MqttConfig } from './config.js';
 import { closeListeners, openListeners, warnExposure } from './listeners.js';
+import { boundOfflineQueues, type OutgoingQueues } from './offline-queues.js';
 import { BrokerPolicy } from './policy.js';
 import { SubscriberIndex } from './subscribers.js';
 
@@ -81,6 +82,10 @@ export class EmbeddedBus implements Bus {
     // KubeEdge mappers use client ids longer than MQTT 3.1's 23 characters.
     const broker = await Aedes.createBroker({ ...this.hooks(policy), maxClientsIdLength: 256 });
     this.broker = broker;
+    // aedes' memory persistence (`broker.persistence`, untyped) queues for away sessions without a limit.
+    boundOfflineQueues((broker as unknown as { persistence: OutgoingQueues }).persistence, { maxMessages: config.maxQueuedMessages, maxBytes: config.maxQueuedBytes }, (clientId, reason) =>
+      policy.notQueued(clientId, reason),
+    );
     broker.on('clientError', (client, error) => log.debug({ client: client.id, err: error.message }, 'mqtt client error'));
     // The list holds the refused subscriptions too, with the SUBACK failure code as their QoS.
     const granted = (subscriptions: Subscription[]) => subscriptions.filter((s) => (s.qos as number) !== SUBACK_FAILURE).map((s) => s.topic);

@@ -124,3 +124,26 @@ export class RetainedBudget {
     return true;
   }
 }
+
+/**
+ * Client ids whose session the broker keeps (they connected with `clean: false`): each holds
+ * its subscriptions, and messages while its client is away, so their number is bounded. A clean
+ * login with the id ends its kept session (aedes drops it).
+ */
+export class PersistentSessions {
+  private readonly ids = new Set<string>();
+
+  constructor(private readonly max: number) {}
+
+  /** Books the session of a client logging in; false, booking nothing, for a new kept one beyond the limit. */
+  admit(clientId: string, clean: boolean): boolean {
+    if (clean) {
+      this.ids.delete(clientId);
+      return true;
+    }
+    if (this.ids.has(clientId)) return true;
+    if (this.ids.size >= this.max) return false;
+    this.ids.add(clientId);
+    return true;
+  }
+}

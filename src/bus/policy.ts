@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { CONNACK, type Authenticator, type Identity, type LoginRefusal, type Peer } from './auth.js';
 import type { MqttConfig } from './config.js';
-import { ConnectionLimit, limitPacketSize, RetainedBudget } from './limits.js';
+import { ConnectionLimit, limitPacketSize, PersistentSessions, RetainedBudget } from './limits.js';
 import { RefusalLog } from './refusals.js';
 import { isAgentAnswer } from './topics.js';
 
@@ -43,12 +43,14 @@ export class BrokerPolicy {
   private readonly sessions = new WeakMap<Client, Session>();
   private readonly connections: ConnectionLimit;
   private readonly retained: RetainedBudget;
+  private readonly persistent: PersistentSessions;
   private readonly refusals: RefusalLog;
 
   constructor(private readonly options: PolicyOptions) {
     this.config = options.config;
     this.connections = new ConnectionLimit(this.config.maxConnections);
     this.retained = new RetainedBudget(this.config.maxRetainedMessages, this.config.maxRetainedBytes);
+    this.persistent = new PersistentSessions(this.config.maxPersistentSessions);
     this.refusals = new RefusalLog(options.log);
   }
 
@@ -86,9 +88,14 @@ export class BrokerPolicy {
     if (!identity.agent && (session.keepalive < 1 || session.keepalive > maxKeepaliveSeconds)) {
       return { returnCode: CONNACK.identifierRejected, reason: `keepalive of ${session.keepalive} s: must be 1 to ${maxKeepaliveSeconds} s (mqtt.maxKeepaliveSeconds)` };
     }
-    const refusal = this.takeover(client, identity, session.peer);
+    const refusal = this.takeover(client, identity, session.peer) ?? this.keptSession(client);
     if (!refusal) session.identity = identity;
     return refusal;
+  }
+
+  private keptSession(client: Client): LoginRefusal | undefined {
+    if (this.persistent.admit(client.id, client.clean)) return undefined;
+    return { returnCode: CONNACK.serverUnavailable, reason: `the broker keeps mqtt.maxPersistentSessions (${this.config.maxPersistentSessions}) sessions: connect with clean: true, or with the id of a kept one` };
   }
 
   /** [MQTT-3.1.4-2] lets a new connection with a connected client's id close the old one: only the same identity from the same address may. */
@@ -156,6 +163,11 @@ export class BrokerPolicy {
   /** A TLS handshake the listener refused (no client certificate where one is required, an unknown CA, no TLS at all). */
   handshakeRefused(address: string | undefined, reason: string): void {
     this.refused({ peer: { address: address ?? 'unknown' } }, 'mqtt TLS handshake refused', reason);
+  }
+
+  /** A message not kept for a persistent session whose client is away, over the queue budget (offline-queues.ts). */
+  notQueued(clientId: string, reason: string): void {
+    this.refusals.refused({ client: clientId.slice(0, LOGGED_CHARS), reason }, 'mqtt message not kept for a persistent session');
   }
 
   private refused(who: { client?: Client | null; session?: Session; peer?: Peer }, message: string, reason: string, fields: Record<string, unknown> = {}): void {

@@ -184,6 +184,9 @@ describe('default config: anonymous on loopback, users from anywhere (bound to 0
           maxRetainedMessages: 3,
           maxRetainedBytes: 2048,
           maxSubscriptionsPerClient: 5,
+          maxPersistentSessions: 2,
+          maxQueuedMessages: 3,
+          maxQueuedBytes: 4096,
           tls: { port: tlsPort, cert: certificates.server.cert, key: certificates.server.key, ca: certificates.ca },
         },
       },
@@ -334,6 +337,44 @@ describe('default config: anonymous on loopback, users from anywhere (bound to 0
 
     const sub = await runMosquitto('/usr/bin/stdbuf', ['-oL', MOSQUITTO_SUB, ...hostPort(url), '-d', '-W', '1', ...['b/1', 'b/2', 'b/3', 'b/4', 'b/5', 'b/6'].flatMap((t) => ['-t', t])]);
     expect(sub.stdout).toMatch(/Subscribed \(mid: \d+\): 0, 0, 0, 0, 0, 128/);
+  });
+
+  it('keeps at most mqtt.maxPersistentSessions sessions: a new one beyond gets CONNACK 3; a kept id comes back; a clean login ends one', async () => {
+    const kept = { clean: false } as const;
+    expect(await connack(url, { ...kept, clientId: 'kept-1' })).toBe(0);
+    expect(await connack(url, { ...kept, clientId: 'kept-2' })).toBe(0);
+    expect(await connack(url, { ...kept, clientId: 'kept-3' })).toBe(SERVER_UNAVAILABLE);
+    expect(await connack(url, { ...kept, clientId: 'kept-1' })).toBe(0);
+    expect(await connack(url, { clientId: 'kept-1' })).toBe(0);
+    expect(await connack(url, { ...kept, clientId: 'kept-3' })).toBe(0);
+    // Ends them both: the next test's session needs a place.
+    for (const clientId of ['kept-2', 'kept-3']) expect(await connack(url, { clientId })).toBe(0);
+  });
+
+  it('keeps at most mqtt.maxQueuedMessages messages for a session whose client is away, and mqtt.maxQueuedBytes for all: the rest are dropped', async () => {
+    /** Comes back to its kept session and collects what the broker kept for it. */
+    const comeBack = async (): Promise<string[]> => {
+      const client = mqtt.connect(url, { clientId: 'away', clean: false, reconnectPeriod: 0 });
+      clients.push(client);
+      const topics: string[] = [];
+      client.on('message', (topic) => topics.push(topic));
+      await new Promise((resolve) => client.once('connect', resolve));
+      await sleep(500);
+      await client.endAsync();
+      return topics;
+    };
+    const away = await connect(url, { clientId: 'away', clean: false });
+    await away.subscribeAsync('tele/away/#', { qos: 1 });
+    await away.endAsync();
+    const device = await connect(url);
+    for (const n of [1, 2, 3, 4, 5]) await device.publishAsync(`tele/away/${n}`, `m${n}`, { qos: 1 });
+    expect(await comeBack()).toEqual(['tele/away/1', 'tele/away/2', 'tele/away/3']);
+
+    await device.publishAsync('tele/away/big', Buffer.alloc(3000, 'x'), { qos: 1 });
+    await device.publishAsync('tele/away/bigger', Buffer.alloc(2000, 'x'), { qos: 1 });
+    await device.publishAsync('tele/away/small', 'x', { qos: 1 });
+    expect(await comeBack()).toEqual(['tele/away/big', 'tele/away/small']);
+    expect(await connack(url, { clientId: 'away' })).toBe(0);
   });
 
   describe('a user bound to a device', () => {
