@@ -27,6 +27,8 @@ import type { Guest } from './runtime.js';
 import { peerCertificate, pinnedStreamTls } from './stream-tls.js';
 
 const CONFIRM_TIMEOUT_MS = 15_000;
+/** Confirmed migrations remembered, so a source asking again hears the same answer. */
+const REMEMBERED_CONFIRMATIONS = 100;
 /** An accepted migration whose source never takes its lease is given up. */
 const INCOMING_TIMEOUT_MS = 60_000;
 const STATUS_POLL_MS = 20;
@@ -66,10 +68,18 @@ interface Arrival extends Newcomer {
   /** The source's lease (migrate-out.ts): its end before the confirmation means the source went away. */
   lease?: Duplex;
   artifactsFetched: number;
+  /** The confirmation under way: a source asking twice waits for the same one. */
+  confirming?: Promise<{ status: string }>;
 }
 
 export class IncomingMigrations {
   private readonly arrivals = new Map<string, Arrival>();
+  /**
+   * Migrations confirmed lately, by id: the answer to a confirmation can be lost with the path it
+   * went on, after the guest became ours; the source asking again must hear that it runs here,
+   * not that there is no such migration (it would run its copy on: two guests).
+   */
+  private readonly confirmed = new Map<string, { peer: string; status: string }>();
 
   constructor(
     private readonly deps: {
@@ -166,9 +176,9 @@ export class IncomingMigrations {
   }
 
   /** The source's lease on migration `id`: while it lasts the source is there; once it ends unconfirmed, the arrival is given up. */
-  lease(id: string, socket: Duplex): void {
+  lease(peer: string, id: string, socket: Duplex): void {
     const arrival = this.arrivals.get(id);
-    if (!arrival || arrival.lease) {
+    if (!arrival || arrival.peer !== peer || arrival.lease) {
       socket.destroy();
       return;
     }
@@ -177,15 +187,23 @@ export class IncomingMigrations {
     clearTimeout(arrival.timer);
     socket.on('error', () => undefined);
     socket.once('close', () => {
-      if (this.arrivals.get(id) === arrival) void this.abort(id, 'the source went away during the migration');
+      if (this.arrivals.get(id) === arrival && !arrival.confirming) void this.abort(id, 'the source went away during the migration');
     });
     socket.resume();
   }
 
-  /** The source says its side completed: wait until the guest runs here, then it is ours. */
-  async confirm(id: string, stats: MigrationConfirmation): Promise<{ status: string }> {
+  /** The source `peer` says its side completed: wait until the guest runs here, then it is ours. Asked again, the same answer. */
+  confirm(peer: string, id: string, stats: MigrationConfirmation): Promise<{ status: string }> {
+    const done = this.confirmed.get(id);
+    if (done?.peer === peer) return Promise.resolve({ status: done.status });
     const arrival = this.arrivals.get(id);
-    if (!arrival) throw new AgentError(404, `no incoming migration ${id}`);
+    if (!arrival || arrival.peer !== peer) return Promise.reject(new AgentError(404, `no incoming migration ${id}`));
+    arrival.confirming ??= this.settle(arrival, stats);
+    return arrival.confirming;
+  }
+
+  private async settle(arrival: Arrival, stats: MigrationConfirmation): Promise<{ status: string }> {
+    const { id } = arrival;
     const deadline = performance.now() + CONFIRM_TIMEOUT_MS;
     let status = await arrival.guest.status();
     while (status !== 'running' && performance.now() < deadline) {
@@ -200,8 +218,28 @@ export class IncomingMigrations {
     this.arrivals.delete(id);
     arrival.lease?.destroy();
     const { name, definition, guest, origin, peer, artifactsFetched } = arrival;
-    this.deps.manager.adopt(name, definition, guest, origin, 'migrated in', { peer, ...stats, artifactsFetched });
+    this.deps.manager.adopt(name, definition, guest, origin, 'migrated in', { peer, migration: id, ...stats, artifactsFetched });
+    this.confirmed.set(id, { peer, status });
+    for (const oldest of this.confirmed.keys()) {
+      if (this.confirmed.size <= REMEMBERED_CONFIRMATIONS) break;
+      this.confirmed.delete(oldest);
+    }
     return { status };
+  }
+
+  /**
+   * The source `peer` gives up migration `id`. One already confirmed is not given up: its guest
+   * is a workload here, and the answer (409) tells the source that it moved.
+   */
+  async abortFor(peer: string, id: string): Promise<void> {
+    if (this.confirmed.get(id)?.peer === peer) throw new AgentError(409, `migration ${id} was confirmed: the workload runs here`);
+    const arrival = this.arrivals.get(id);
+    if (arrival?.confirming) {
+      // Too late to give it up: the guest is this agent's once it runs, as the source will hear again.
+      await arrival.confirming.catch(() => undefined);
+      return this.abortFor(peer, id);
+    }
+    if (arrival?.peer === peer) await this.abort(id, `${peer} aborted it`);
   }
 
   /** Gives up an incoming migration: its guest goes, nothing of it stays. */

@@ -14,6 +14,7 @@
  * target drops its guest, the source cancels), as a tunnel through both agents used to.
  */
 import { lookup } from 'node:dns/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Duplex } from 'node:stream';
 import * as v from 'valibot';
 import { AgentError } from '../errors.js';
@@ -33,6 +34,9 @@ import type { PathPlacer, Steering } from '../wifi/paths.js';
 /** The target fetches what it lacks before it answers the offer: generous for artifacts over a slow link. */
 const OFFER_TIMEOUT_MS = 120_000;
 const CONFIRM_TIMEOUT_MS = 15_000;
+/** How long the source keeps asking for the confirmation the target never answered (a path that died with the question). */
+const CONFIRM_PATIENCE_MS = 45_000;
+const CONFIRM_RETRY_MS = 1000;
 const ABORT_TIMEOUT_MS = 5000;
 /** How long the stream waits for a trusted WiFi identity before the migration gives up. */
 const PATH_WAIT_MS = 30_000;
@@ -135,7 +139,7 @@ export class OutgoingMigrations {
       log.info(departure.result, 'workload migrated out');
       return departure.result!;
     } catch (error) {
-      await this.keepHere(departure);
+      if (await this.keepHere(departure)) return await this.movedAfterAll(departure);
       const message = (error as Error).message;
       manager.note(name, 'migration failed', { peer: peerName, error: message });
       log.warn({ workload: name, peer: peerName, err: message }, 'migration failed; the workload keeps running here');
@@ -205,21 +209,58 @@ export class OutgoingMigrations {
     if (d.info.status !== 'completed') throw new AgentError(502, `the migration ${d.info.status}${d.info.error ? `: ${d.info.error}` : ''}`);
   }
 
-  /** The target waits until the guest runs there before it says so. */
+  /**
+   * The target waits until the guest runs there before it says so. A question that got no answer
+   * (the path died with it, perhaps after the target adopted the guest) is asked again, from
+   * wherever the peer channel leaves by then: the target answers a repeated confirmation as the
+   * first. An answer, even a refusal, is final.
+   */
   private async confirm(d: Departure): Promise<void> {
     const { downtimeMs, totalTimeMs, transferredBytes } = d.info!;
-    const confirmed = await this.deps.client.request<{ status: string }>(d.peer, 'POST', `/v1/migrations/${d.accepted!.id}/confirm`, { downtimeMs, totalTimeMs }, CONFIRM_TIMEOUT_MS);
+    const deadline = performance.now() + CONFIRM_PATIENCE_MS;
+    let confirmed: { status: string } | undefined;
+    while (!confirmed) {
+      try {
+        confirmed = await this.deps.client.request<{ status: string }>(d.peer, 'POST', `/v1/migrations/${d.accepted!.id}/confirm`, { downtimeMs, totalTimeMs }, CONFIRM_TIMEOUT_MS);
+      } catch (error) {
+        const unanswered = error instanceof PeerError && error.status === undefined;
+        if (!unanswered || performance.now() + CONFIRM_RETRY_MS >= deadline) throw error;
+        this.deps.log.warn({ workload: d.name, peer: d.peer.name, err: (error as Error).message }, 'no answer to the confirmation: asking again');
+        await sleep(CONFIRM_RETRY_MS);
+      }
+    }
     d.result = { workload: d.name, peer: d.peer.name, status: confirmed.status, downtimeMs, totalTimeMs, transferredBytes, artifactsFetched: d.accepted!.artifactsFetched };
+  }
+
+  /** The target says the migration it was asked to abort was confirmed: the workload runs there, so the copy here retires. */
+  private async movedAfterAll(d: Departure): Promise<MigrationResult> {
+    const { downtimeMs, totalTimeMs, transferredBytes } = d.info!;
+    d.result = { workload: d.name, peer: d.peer.name, status: 'running', downtimeMs, totalTimeMs, transferredBytes, artifactsFetched: d.accepted!.artifactsFetched };
+    await this.retireSource(d);
+    this.deps.log.info(d.result, 'workload migrated out (the peer had confirmed it; its answer was lost)');
+    return d.result;
   }
 
   private async retireSource(d: Departure): Promise<void> {
     await this.deps.manager.stop(d.name, 'migrated', { ...d.result, wallMs: Math.round(performance.now() - d.started) }, d.peer.name);
   }
 
-  /** After a failure: the target drops what it started, and the guest here runs on (a failed precopy migration leaves it as it was). */
-  private async keepHere(d: Departure): Promise<void> {
-    if (d.accepted) await this.deps.client.request(d.peer, 'POST', `/v1/migrations/${d.accepted.id}/abort`, {}, ABORT_TIMEOUT_MS).catch(() => undefined);
+  /**
+   * After a failure: the target drops what it started, and the guest here runs on (a failed
+   * precopy migration leaves it as it was). Unless the target answers that it confirmed the
+   * migration after all (409: the confirmation went through, its answer was lost): then the
+   * workload runs there, and the copy here, paused, must not run too. Returns whether it moved.
+   */
+  private async keepHere(d: Departure): Promise<boolean> {
+    if (d.accepted) {
+      const moved = await this.deps.client.request(d.peer, 'POST', `/v1/migrations/${d.accepted.id}/abort`, {}, ABORT_TIMEOUT_MS).then(
+        () => false,
+        (error: unknown) => error instanceof PeerError && error.status === 409,
+      );
+      if (moved && d.info?.status === 'completed') return true;
+    }
     if ((await d.guest.status().catch(() => 'gone')) === 'paused') await d.guest.resume().catch(() => undefined);
+    return false;
   }
 }
 

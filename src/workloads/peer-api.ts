@@ -2,8 +2,8 @@
  * The peer API, served over the pinned mutual-TLS channel to configured peers only; each route's
  * context is the peer that asks:
  *   POST /v1/migrations                  an offer: fetch, verify, start a guest waiting for the stream
- *   POST /v1/migrations/{id}/confirm     the source completed: the guest is ours once it runs
- *   POST /v1/migrations/{id}/abort       the source gave up
+ *   POST /v1/migrations/{id}/confirm     the source completed: the guest is ours once it runs (asked again, the same answer)
+ *   POST /v1/migrations/{id}/abort       the source gave up (409 once confirmed: the workload runs here)
  *   GET  /v1/migrations/{id}/stream      (Upgrade) the source's lease: held until it confirms
  *   GET  /v1/artifacts/{sha256}          an artifact of one of this agent's images
  *   POST /v1/workloads/{name}/return     the peer wants back a workload it sent here (here `<peer>.<name>`)
@@ -30,12 +30,12 @@ export interface PeerApiParts {
 export function peerRoutes({ manager, incoming, outgoing }: PeerApiParts): PeerRoute[] {
   return [
     { method: 'POST', path: '/v1/migrations', handle: async ({ context: peer, body }): Promise<Acceptance> => incoming.accept(peer, await body(migrationOffer)) },
-    { method: 'POST', path: '/v1/migrations/:id/confirm', handle: async ({ params, body }) => incoming.confirm(params.id!, await body(migrationConfirmation)) },
+    { method: 'POST', path: '/v1/migrations/:id/confirm', handle: async ({ params, body, context: peer }) => incoming.confirm(peer.name, params.id!, await body(migrationConfirmation)) },
     {
       method: 'POST',
       path: '/v1/migrations/:id/abort',
       handle: async ({ params, context: peer }) => {
-        await incoming.abort(params.id!, `${peer.name} aborted it`);
+        await incoming.abortFor(peer.name, params.id!);
         return {};
       },
     },
@@ -64,9 +64,9 @@ export function peerRoutes({ manager, incoming, outgoing }: PeerApiParts): PeerR
 }
 
 export function peerStream(incoming: IncomingMigrations): PeerStreamHandler {
-  return ({ path }, socket) => {
+  return ({ peer, path }, socket) => {
     const id = MIGRATION_LEASE.exec(path)?.[1];
-    if (id) incoming.lease(id, socket);
+    if (id) incoming.lease(peer.name, id, socket);
     else socket.destroy();
   };
 }

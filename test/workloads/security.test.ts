@@ -168,9 +168,12 @@ describe('workload guests and peers', () => {
         { name: 'image-only', image: 'linux-service-lan' },
         { name: 'roamer', image: 'linux-service-lan', network: 'lan' },
         { name: 'safety', image: 'unikernel-ticker' },
+        { name: 'mover', image: 'unikernel-ticker' },
       ],
     });
     await startSide(meta, {
+      // Every peer here connects from 127.0.0.1: a budget for the whole describe (the flood has its own below).
+      listen: { host: '127.0.0.1', port: Number(new URL(meta.peer.url).port), handshakes: { burst: 200, perSecond: 50 } },
       images: [IMAGES],
       peers: [edge.peer, rogue.peer],
       maxArtifactBytes: 8 * MiB,
@@ -304,6 +307,41 @@ describe('workload guests and peers', () => {
     await call(edge, 'DELETE', '/safety');
     await call(meta, 'DELETE', '/safety');
   }, 90_000);
+
+  it('a migration answers only its source, and a confirmation asked again as the first: the source whose answer was lost hears the workload runs here, an abort then 409', async () => {
+    await call(edge, 'POST', '', { name: 'mover' });
+    expect((await call(edge, 'POST', '/mover/migrate', { peer: 'meta' })).status).toBe(200);
+    const arrived = (await workload(meta, 'edge.mover')).history.find((h) => h.event === 'migrated in');
+    const id = String(arrived?.detail?.migration);
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+
+    const source = new PeerClient(edge.identity, log);
+    expect(await source.request(meta.peer, 'POST', `/v1/migrations/${id}/confirm`, {})).toEqual({ status: 'running' });
+    expect((await refusal(source.request(meta.peer, 'POST', `/v1/migrations/${id}/abort`, {}))).message).toBe(
+      `peer meta answered 409 to POST /v1/migrations/${id}/abort: migration ${id} was confirmed: the workload runs here`,
+    );
+    // Another peer of meta's can neither confirm nor abort it.
+    const asRogue = new PeerClient(rogue.identity, log);
+    expect((await refusal(asRogue.request(meta.peer, 'POST', `/v1/migrations/${id}/confirm`, {}))).status).toBe(404);
+    await asRogue.request(meta.peer, 'POST', `/v1/migrations/${id}/abort`, {});
+    expect(await workload(meta, 'edge.mover')).toMatchObject({ state: 'running' });
+
+    expect((await call(edge, 'POST', '/mover/return')).status).toBe(200);
+    await call(edge, 'DELETE', '/mover');
+  }, 90_000);
+
+  it('an offer’s waiting guest answers only the peer that offered it: another peer cannot abort it or take its lease', async () => {
+    const ticker = builtManifest('unikernel-ticker');
+    const accepted = await offer(edge, { name: 'awaited', image: ticker.name }, { ...ticker });
+    const asRogue = new PeerClient(rogue.identity, log);
+    await asRogue.request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
+    const lease = await asRogue.stream(meta.peer, `/v1/migrations/${accepted.id}/stream`).catch((error: Error) => error);
+    if (!(lease instanceof Error)) await new Promise((resolve) => lease.once('close', resolve));
+    await sleep(300);
+    expect(qemuOf(meta, 'edge.awaited')).toContain('-incoming defer');
+    await new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
+    await waitFor('the waiting guest gone', () => qemuUnder(join(meta.run, 'edge.awaited.qmp')).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
+  }, 60_000);
 
   it('the migration stream takes only the source’s pinned certificate: another in the offer is refused 403, and at the waiting guest’s port a LAN host is cut off and the guest waits on', async () => {
     const ticker = builtManifest('unikernel-ticker');
