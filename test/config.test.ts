@@ -4,6 +4,7 @@
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism, totalmem } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { envOverrides, resolveConfig, type Config } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
@@ -55,6 +56,8 @@ const DEFAULTS: Config = {
     peers: [],
     maxArtifactBytes: 1024 ** 3,
     transferTimeoutMs: 600_000,
+    peerMemoryMiB: Math.floor(totalmem() / 2 / 1024 ** 2),
+    peerCpus: availableParallelism(),
     migrationTimeoutMs: 120_000,
     workloads: [],
     consoleMaxBytes: 1024 ** 2,

@@ -1,4 +1,5 @@
 /** The `workloads` section: images, workloads to run, peers that may exchange them, offload policy. */
+import { availableParallelism, totalmem } from 'node:os';
 import * as v from 'valibot';
 import { portNumber as port, positiveInteger } from '../schema.js';
 import { guestNetwork } from './types.js';
@@ -83,6 +84,10 @@ export const workloadsSection = v.pipe(
     maxArtifactBytes: v.optional(positiveInteger, 1024 ** 3),
     /** How long fetching an offer's artifacts from a peer may take in all (besides the 30 s a peer may stay silent). */
     transferTimeoutMs: v.optional(positiveInteger, 600_000),
+    /** Memory the workloads peers send here may have together, MiB; an offer beyond is refused (422). Unset: half the host's memory. */
+    peerMemoryMiB: v.optional(positiveInteger, () => Math.floor(totalmem() / 2 / 1024 ** 2)),
+    /** CPUs one workload a peer sends here may have. Unset: the host's. */
+    peerCpus: v.optional(positiveInteger, () => availableParallelism()),
     /** Caps what a live migration may take of the link (QEMU's own default is 32 MiB/s). */
     migrationBandwidthMiBps: v.optional(v.pipe(v.number(), v.minValue(0.01))),
     /**

@@ -24,6 +24,7 @@ import type { Acceptance } from './migrate-out.js';
 import { peerScoped } from './peer-scope.js';
 import { PeerError, type PeerClient, type PeerConfig } from './peers.js';
 import type { Guest } from './runtime.js';
+import type { ImageManifest } from './types.js';
 import { peerCertificate, pinnedStreamTls } from './stream-tls.js';
 
 const CONFIRM_TIMEOUT_MS = 15_000;
@@ -54,10 +55,12 @@ interface Newcomer {
   returning: boolean;
 }
 
-/** What this agent takes from a peer's offer (`workloads.maxArtifactBytes`, `workloads.transferTimeoutMs`). */
+/** What this agent takes from a peer's offer (`workloads.maxArtifactBytes`, `transferTimeoutMs`, `peerMemoryMiB`, `peerCpus`). */
 export interface TransferLimits {
   maxArtifactBytes: number;
   transferTimeoutMs: number;
+  peerMemoryMiB: number;
+  peerCpus: number;
 }
 
 interface Arrival extends Newcomer {
@@ -104,6 +107,7 @@ export class IncomingMigrations {
     if (!newcomer.returning) {
       const refusal = checkRunnable(offer.manifest);
       if (refusal) throw new AgentError(422, `workload ${offer.definition.name}: ${refusal}`);
+      this.checkResources(newcomer.definition, offer.manifest);
       this.checkSizes(offer.manifest.artifacts);
       artifactsFetched = await this.fetchArtifacts(peer, offer.manifest.artifacts);
       manager.addPeerImage(peer.name, offer.manifest);
@@ -119,6 +123,28 @@ export class IncomingMigrations {
     });
     log.info({ workload: name, peer: peer.name, id, artifactsFetched, port }, 'incoming migration accepted');
     return { id, artifactsFetched, port, certificate: identity.certPem };
+  }
+
+  /**
+   * What a peer's workload may take here: at most `peerCpus` CPUs, and with the peers' workloads
+   * already here and arriving, at most `peerMemoryMiB` of memory. A peer chooses what its workload
+   * asks for; this agent chooses how much of its host peers get.
+   */
+  private checkResources(definition: WorkloadDefinition, manifest: ImageManifest): void {
+    const { peerMemoryMiB, peerCpus } = this.deps.limits;
+    const cpus = definition.cpus ?? manifest.cpus;
+    if (cpus > peerCpus) throw new AgentError(422, `workload ${definition.name} asks for ${cpus} CPUs; a peer's workload gets at most ${peerCpus} here (workloads.peerCpus)`);
+    const { manager } = this.deps;
+    const memoryOf = (d: WorkloadDefinition) => d.memoryMiB ?? manager.image(d).manifest.memoryMiB;
+    const running = manager
+      .list()
+      .filter((w) => w.origin.startsWith('peer:') && manager.guest(w.name))
+      .reduce((sum, w) => sum + memoryOf(w.definition), 0);
+    const arriving = [...this.arrivals.values()].filter((a) => !a.returning).reduce((sum, a) => sum + memoryOf(a.definition), 0);
+    const memory = definition.memoryMiB ?? manifest.memoryMiB;
+    if (running + arriving + memory > peerMemoryMiB) {
+      throw new AgentError(422, `workload ${definition.name} asks for ${memory} MiB; peers' workloads here have ${running + arriving} of at most ${peerMemoryMiB} MiB (workloads.peerMemoryMiB)`);
+    }
   }
 
   /** A workload of ours that went to `peer` comes back as it is defined here; any other is the peer's. */

@@ -178,6 +178,8 @@ describe('workload guests and peers', () => {
       peers: [edge.peer, rogue.peer],
       maxArtifactBytes: 8 * MiB,
       transferTimeoutMs: 2000,
+      peerMemoryMiB: 160,
+      peerCpus: 1,
       workloads: [{ name: 'safety', image: 'unikernel-ticker', placement: 'local' }],
     });
     rogueServer = new PeerServer({
@@ -341,6 +343,24 @@ describe('workload guests and peers', () => {
     expect(qemuOf(meta, 'edge.awaited')).toContain('-incoming defer');
     await new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
     await waitFor('the waiting guest gone', () => qemuUnder(join(meta.run, 'edge.awaited.qmp')).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
+  }, 60_000);
+
+  it('a peer’s workload gets at most workloads.peerCpus CPUs and, with the peers’ others here and arriving, workloads.peerMemoryMiB of memory: 422 before anything starts', async () => {
+    const ticker = builtManifest('unikernel-ticker');
+    const hungry = await refusal(offer(edge, { name: 'hungry', image: ticker.name, memoryMiB: 256 }, { ...ticker }));
+    expect([hungry.status, hungry.message]).toEqual([422, "peer meta answered 422 to POST /v1/migrations: workload edge.hungry asks for 256 MiB; peers' workloads here have 0 of at most 160 MiB (workloads.peerMemoryMiB)"]);
+    const wide = await refusal(offer(edge, { name: 'wide', image: ticker.name, cpus: 2 }, { ...ticker }));
+    expect([wide.status, wide.message]).toEqual([422, "peer meta answered 422 to POST /v1/migrations: workload edge.wide asks for 2 CPUs; a peer's workload gets at most 1 here (workloads.peerCpus)"]);
+    expect(qemuUnder(join(meta.run, 'edge.hungry.qmp'))).toEqual([]);
+
+    // A guest waiting for its stream counts: 128 MiB arriving leaves room for 32, not 48.
+    const linux = builtManifest('linux-service');
+    const first = await offer(edge, { name: 'first', image: linux.name }, { ...linux });
+    const second = await refusal(offer(edge, { name: 'second', image: ticker.name, memoryMiB: 48 }, { ...ticker }));
+    expect(second.message).toContain("peers' workloads here have 128 of at most 160 MiB");
+    const abort = (id: string) => new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${id}/abort`, {});
+    await abort(first.id);
+    await abort((await offer(edge, { name: 'second', image: ticker.name, memoryMiB: 48 }, { ...ticker })).id);
   }, 60_000);
 
   it('the migration stream takes only the source’s pinned certificate: another in the offer is refused 403, and at the waiting guest’s port a LAN host is cut off and the guest waits on', async () => {
