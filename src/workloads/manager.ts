@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { AgentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { WorkloadDefinition, WorkloadsConfig } from './config.js';
-import { checkRunnable, ImageStore } from './image.js';
+import { parseWith } from '../schema.js';
+import { checkRunnable, imageManifest, ImageStore } from './image.js';
 import { peerScoped, scopeOf } from './peer-scope.js';
 import type { Guest, GuestSpec, IncomingGuest, Runtime, StreamListen } from './runtime.js';
 import { WorkloadStore, type HistoryEvent, type WorkloadRecord, type WorkloadState } from './store.js';
@@ -84,6 +85,7 @@ export class WorkloadManager {
   async start(): Promise<void> {
     await this.runtime.reclaim();
     for (const dir of this.config.images) await this.importImages(dir);
+    this.loadPeerImages();
     const toStart = new Set(this.config.workloads.filter((w) => w.autostart && !w.onDemand).map((w) => w.name));
     for (const record of this.store.list()) {
       if (record.state === 'running' || record.state === 'starting') toStart.add(record.name);
@@ -108,11 +110,27 @@ export class WorkloadManager {
     }
   }
 
-  /** Adds the image of `peer`'s workloads whose artifacts are already in the store (its migration brought them). */
+  /** Adds the image of `peer`'s workloads whose artifacts are already in the store (its migration brought them); kept across restarts. */
   addPeerImage(peer: string, manifest: ImageManifest): void {
     const artifacts = this.imageStore.artifactsOf(manifest);
     if (!artifacts) throw new AgentError(409, `image ${manifest.name} of ${peer}: artifacts missing from the store`);
-    this.peerImages.set(peerScoped(peer, manifest.name), { manifest, artifacts });
+    const name = peerScoped(peer, manifest.name);
+    this.peerImages.set(name, { manifest, artifacts });
+    this.store.savePeerImage(name, manifest);
+  }
+
+  /** The peers' images kept from before: a peer's workload that ran here runs again after a restart. */
+  private loadPeerImages(): void {
+    for (const { name, manifest: stored } of this.store.peerImages()) {
+      const parsed = parseWith(imageManifest, stored);
+      const artifacts = parsed.ok ? this.imageStore.artifactsOf(parsed.value) : undefined;
+      if (!parsed.ok || !artifacts) {
+        this.log.warn({ image: name, reason: parsed.ok ? 'artifacts missing from the store' : parsed.issues[0]?.message }, 'peer image dropped');
+        this.store.removePeerImage(name);
+        continue;
+      }
+      this.peerImages.set(name, { manifest: parsed.value, artifacts });
+    }
   }
 
   hasArtifact(sha256: string): boolean {
@@ -168,6 +186,12 @@ export class WorkloadManager {
 
   history(name: string): HistoryEvent[] {
     return this.store.history(name);
+  }
+
+  /** Who moved the workload away, as its last `migrated` event says. */
+  movedBy(name: string): string | undefined {
+    const by = this.store.history(name).find((h) => h.event === 'migrated')?.detail?.by;
+    return typeof by === 'string' ? by : undefined;
   }
 
   private view(record: WorkloadRecord): WorkloadView {
@@ -280,9 +304,17 @@ export class WorkloadManager {
   }
 
   /** Forgets a workload that is not running (one that came in by migration and was stopped). */
+  /** Forgets a workload; a peer's image goes with the last of its workloads here. */
   remove(name: string): void {
     if (this.running.has(name)) throw new AgentError(409, `workload ${name} is running`);
+    const definition = this.store.get(name)?.definition;
     this.store.remove(name);
+    const { peer } = scopeOf(name);
+    if (!peer || !definition) return;
+    const image = peerScoped(peer, definition.image);
+    if (this.store.list().some((r) => scopeOf(r.name).peer === peer && r.definition.image === definition.image)) return;
+    this.peerImages.delete(image);
+    this.store.removePeerImage(image);
   }
 
   /** Appends `event` to the workload's history, with `change` to its record; nothing for a workload never run. */

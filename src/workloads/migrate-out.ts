@@ -45,6 +45,9 @@ export const DEFAULT_DOWNTIME_LIMIT_MS = 50;
 /** The peer migrates the workload back here; that includes its own offer and artifact checks. */
 const RETURN_TIMEOUT_MS = 180_000;
 
+/** Who moves a workload: an operator (the API), the offload policy, or the peer it belongs to taking it back. */
+export type MovedBy = 'operator' | 'policy' | 'peer';
+
 export interface MigrationResult {
   workload: string;
   peer: string;
@@ -72,7 +75,8 @@ interface Departure {
   definition: WorkloadDefinition;
   manifest: ImageManifest;
   started: number;
-  onProgress?: (info: MigrationInfo) => void;
+  /** Who asked: the offload policy brings back only what it moved itself. */
+  by: MovedBy;
   accepted?: Acceptance;
   lease?: Duplex;
   /** The routing rule that puts the stream on its path, until the migration ends. */
@@ -114,7 +118,7 @@ export class OutgoingMigrations {
   ) {}
 
   /** Moves the running workload `name` to `peerName`; on any failure it keeps running here. */
-  async migrate(name: string, peerName: string, onProgress?: (info: MigrationInfo) => void): Promise<MigrationResult> {
+  async migrate(name: string, peerName: string, by: MovedBy = 'operator'): Promise<MigrationResult> {
     const { manager, log } = this.deps;
     const peer = configuredPeer(this.deps.peers, peerName);
     const { peer: owner } = scopeOf(name);
@@ -131,7 +135,7 @@ export class OutgoingMigrations {
       definition,
       manifest: manager.image(definition).manifest,
       started: performance.now(),
-      onProgress,
+      by,
     };
     manager.note(name, 'migration offered', { peer: peerName });
     try {
@@ -205,7 +209,7 @@ export class OutgoingMigrations {
   }
 
   private async awaitCompletion(d: Departure): Promise<void> {
-    d.info = await d.guest.awaitMigration(this.deps.timeoutMs, d.onProgress);
+    d.info = await d.guest.awaitMigration(this.deps.timeoutMs);
     if (d.info.status !== 'completed') throw new AgentError(502, `the migration ${d.info.status}${d.info.error ? `: ${d.info.error}` : ''}`);
   }
 
@@ -242,7 +246,7 @@ export class OutgoingMigrations {
   }
 
   private async retireSource(d: Departure): Promise<void> {
-    await this.deps.manager.stop(d.name, 'migrated', { ...d.result, wallMs: Math.round(performance.now() - d.started) }, d.peer.name);
+    await this.deps.manager.stop(d.name, 'migrated', { ...d.result, by: d.by, wallMs: Math.round(performance.now() - d.started) }, d.peer.name);
   }
 
   /**

@@ -54,7 +54,7 @@ export function peerRoutes({ manager, incoming, outgoing }: PeerApiParts): PeerR
       handle: async ({ params, context: peer }): Promise<MigrationResult> => {
         const name = peerScoped(peer.name, params.name!);
         if (manager.record(name)?.origin !== `peer:${peer.name}`) throw new AgentError(403, `workload ${params.name} did not come from ${peer.name}`);
-        const result = await outgoing.migrate(name, peer.name);
+        const result = await outgoing.migrate(name, peer.name, 'peer');
         manager.remove(name);
         return result;
       },

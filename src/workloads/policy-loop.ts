@@ -70,14 +70,15 @@ export class PolicyLoop {
     const target = config.policy.target!;
     const trusted = config.peers.find((p) => p.name === target)?.trusted === true;
     const views = manager.list();
-    const away = views.filter((w) => w.state === 'migrated' && w.movedTo === target);
+    // What an operator moved stays where it was put: the policy brings back only what it moved.
+    const away = views.filter((w) => w.state === 'migrated' && w.movedTo === target && manager.movedBy(w.name) === 'policy');
     const sample = await telemetry.read();
     const decision = this.policy.evaluate(sample, away.length > 0);
     const moved: string[] = [];
     if (decision.verdict === 'out') {
       const movable = views.filter((w) => w.pid !== undefined && w.origin === 'local' && !w.definition.onDemand && (w.definition.placement === 'any' || (w.definition.placement === 'trusted' && trusted)));
       for (const workload of movable) {
-        await outgoing.migrate(workload.name, target).then(
+        await outgoing.migrate(workload.name, target, 'policy').then(
           () => moved.push(workload.name),
           (error: Error) => log.warn({ workload: workload.name, err: error.message }, 'offload failed'),
         );

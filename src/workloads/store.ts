@@ -1,6 +1,7 @@
 /** Workloads in SQLite: what runs or ran here, where each came from and went, and its history. */
 import { Database } from '../db/database.js';
 import type { WorkloadDefinition } from './config.js';
+import type { ImageManifest } from './types.js';
 
 export type WorkloadState = 'starting' | 'running' | 'paused' | 'stopped' | 'failed' | 'migrated' | 'incoming' | 'idle';
 
@@ -34,6 +35,8 @@ CREATE TABLE IF NOT EXISTS workload_history (
 );
 CREATE INDEX IF NOT EXISTS workload_history_name ON workload_history (name, id);
 `,
+  // The images of peers' workloads (their artifacts are in the image store): a peer's workload restarts with the agent.
+  `CREATE TABLE peer_image (name TEXT PRIMARY KEY, manifest TEXT NOT NULL) WITHOUT ROWID;`,
 ];
 
 interface Row {
@@ -91,6 +94,20 @@ export class WorkloadStore {
 
   remove(name: string): void {
     this.db.prepare('DELETE FROM workload WHERE name = ?').run(name);
+  }
+
+  /** A peer's image, by `<peer>.<name>`: its manifest as the peer sent it. */
+  savePeerImage(name: string, manifest: ImageManifest): void {
+    this.db.prepare('INSERT OR REPLACE INTO peer_image (name, manifest) VALUES (?, ?)').run(name, JSON.stringify(manifest));
+  }
+
+  removePeerImage(name: string): void {
+    this.db.prepare('DELETE FROM peer_image WHERE name = ?').run(name);
+  }
+
+  /** The peers' images kept, each manifest as stored (the caller parses it again). */
+  peerImages(): Array<{ name: string; manifest: unknown }> {
+    return (this.db.prepare('SELECT name, manifest FROM peer_image').all() as Array<{ name: string; manifest: string }>).map((r) => ({ name: r.name, manifest: JSON.parse(r.manifest) as unknown }));
   }
 
   history(name: string, limit = 50): HistoryEvent[] {

@@ -153,6 +153,21 @@ describe('workloads between two agents', () => {
     expect((await workload(meta, 'edge.ticker')).history.some((h) => h.event === 'migrated in' && typeof h.detail?.downtimeMs === 'number')).toBe(true);
   }, 60_000);
 
+  it('runs the peer’s workload again when the meta-edge restarts, from the peer’s image it kept; the edge’s policy leaves it there (an operator moved it)', async () => {
+    meta.agent!.child.kill('SIGTERM');
+    await meta.agent!.exited;
+    await start(meta, metaConfig);
+    const again = await waitFor('edge.ticker ticking at the meta-edge again', async () => {
+      const there = await workload(meta, 'edge.ticker');
+      return there.state === 'running' && lastTick(there.console) ? there : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 250 });
+    expect(again).toMatchObject({ origin: 'peer:edge', definition: { network: 'restricted' } });
+    expect(again.history[0]).toMatchObject({ event: 'started' });
+    // The edge's offload policy (every 300 ms, nothing telling it to offload) brings back only what it moved itself.
+    await sleep(2000);
+    expect(await workload(edge, 'ticker')).toMatchObject({ state: 'migrated', movedTo: 'meta' });
+  }, 60_000);
+
   it('brings it back, still the same guest', async () => {
     const away = lastTick((await workload(meta, 'edge.ticker')).console)!;
     const { status } = await api(edge, 'POST', '/ticker/return');
