@@ -224,6 +224,17 @@ describe('workload guests and peers', () => {
     return new PeerClient(from.identity, log).request(meta.peer, 'POST', '/v1/migrations', { definition, manifest, certificate }, 20_000);
   }
 
+  /** The edge, the peer that offered migration `id`, gives it up. */
+  const abortAsEdge = (id: string) => new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${id}/abort`, {});
+
+  /** Meta's guest `name` still waits for its stream (a failed incoming migration would have ended its QEMU); the edge then aborts, and nothing of it stays. */
+  async function stillWaitingThenAborted(name: string, id: string): Promise<void> {
+    await sleep(300);
+    expect(qemuOf(meta, name)).toContain('-incoming defer');
+    await abortAsEdge(id);
+    await waitFor('the waiting guest gone', () => qemuUnder(join(meta.run, `${name}.qmp`)).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
+  }
+
   /** What `socket` received before it closed (or `ms` passed), and whether it closed. */
   function drain(socket: Socket, ms = 5000): Promise<{ bytes: number; closed: boolean }> {
     let bytes = 0;
@@ -339,10 +350,7 @@ describe('workload guests and peers', () => {
     await asRogue.request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
     const lease = await asRogue.stream(meta.peer, `/v1/migrations/${accepted.id}/stream`).catch((error: Error) => error);
     if (!(lease instanceof Error)) await new Promise((resolve) => lease.once('close', resolve));
-    await sleep(300);
-    expect(qemuOf(meta, 'edge.awaited')).toContain('-incoming defer');
-    await new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
-    await waitFor('the waiting guest gone', () => qemuUnder(join(meta.run, 'edge.awaited.qmp')).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
+    await stillWaitingThenAborted('edge.awaited', accepted.id);
   }, 60_000);
 
   it('a peer’s workload gets at most workloads.peerCpus CPUs and, with the peers’ others here and arriving, workloads.peerMemoryMiB of memory: 422 before anything starts', async () => {
@@ -358,9 +366,8 @@ describe('workload guests and peers', () => {
     const first = await offer(edge, { name: 'first', image: linux.name }, { ...linux });
     const second = await refusal(offer(edge, { name: 'second', image: ticker.name, memoryMiB: 48 }, { ...ticker }));
     expect(second.message).toContain("peers' workloads here have 128 of at most 160 MiB");
-    const abort = (id: string) => new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${id}/abort`, {});
-    await abort(first.id);
-    await abort((await offer(edge, { name: 'second', image: ticker.name, memoryMiB: 48 }, { ...ticker })).id);
+    await abortAsEdge(first.id);
+    await abortAsEdge((await offer(edge, { name: 'second', image: ticker.name, memoryMiB: 48 }, { ...ticker })).id);
   }, 60_000);
 
   it('the migration stream takes only the source’s pinned certificate: another in the offer is refused 403, and at the waiting guest’s port a LAN host is cut off and the guest waits on', async () => {
@@ -379,11 +386,7 @@ describe('workload guests and peers', () => {
     // No TLS at all: bytes that would be a migration stream.
     const plain = tcpConnect(accepted.port, '127.0.0.1', () => plain.write(Buffer.concat([Buffer.from('QEVM'), randomBytes(64 * KiB)])));
     expect((await drain(plain)).closed).toBe(true);
-    // The guest still waits for its stream (a failed incoming migration would have ended its QEMU).
-    await sleep(300);
-    expect(qemuOf(meta, 'edge.waiting')).toContain('-incoming defer');
-    await new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
-    await waitFor('the waiting guest gone', () => qemuUnder(join(meta.run, 'edge.waiting.qmp')).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
+    await stillWaitingThenAborted('edge.waiting', accepted.id);
   }, 60_000);
 
   it('a peer’s image named like a local one does not replace it', async () => {
@@ -391,7 +394,7 @@ describe('workload guests and peers', () => {
     const accepted = await offer(edge, { name: 'impostor', image: local.name }, { ...local, version: '6.6.6', memoryMiB: 32 });
     expect(accepted.artifactsFetched).toBe(0);
     expect(qemuOf(meta, 'edge.impostor')).toContain(' -m 32 ');
-    await new PeerClient(edge.identity, log).request(meta.peer, 'POST', `/v1/migrations/${accepted.id}/abort`, {});
+    await abortAsEdge(accepted.id);
 
     await call(meta, 'POST', '', { name: 'safety' });
     expect(qemuOf(meta, 'safety')).toContain(' -m 16 ');
