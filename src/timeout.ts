@@ -36,10 +36,8 @@ const LONGEST_TIMER_MS = 2 ** 31 - 1;
 export function atWallClock(at: number, run: () => void): () => void {
   let timer: NodeJS.Timeout;
   const arm = () => {
-    const remaining = at - Date.now();
-    if (remaining <= 0) return run();
-    timer = setTimeout(arm, Math.min(remaining, LONGEST_TIMER_MS));
+    timer = setTimeout(() => (Date.now() >= at ? run() : arm()), Math.min(Math.max(at - Date.now(), 0), LONGEST_TIMER_MS));
   };
-  timer = setTimeout(arm, Math.min(Math.max(at - Date.now(), 0), LONGEST_TIMER_MS));
+  arm();
   return () => clearTimeout(timer);
 }

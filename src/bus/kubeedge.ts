@@ -145,15 +145,13 @@ export class KubeEdgeProtocol implements Module {
     if (this.waiting?.batch !== batch) {
       const requests: PendingRequest[] = [];
       this.waiting = { batch, requests };
-      batch.then(
-        () => {
-          if (this.waiting?.batch === batch) this.waiting = undefined;
-        },
-        (error: unknown) => {
-          if (this.waiting?.batch === batch) this.waiting = undefined;
-          for (const r of requests) this.sendError(r.answer(r.id), r.eventId, 500, `Update twin failed: ${(error as Error).message}`, r.topic);
-        },
-      );
+      const settled = () => {
+        if (this.waiting?.batch === batch) this.waiting = undefined;
+      };
+      batch.then(settled, (error: unknown) => {
+        settled();
+        for (const r of requests) this.sendError(r.answer(r.id), r.eventId, 500, `Update twin failed: ${(error as Error).message}`, r.topic);
+      });
     }
     this.waiting.requests.push(request);
     return batch;

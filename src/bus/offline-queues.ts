@@ -21,11 +21,6 @@ export interface OutgoingQueues {
   outgoingClearMessageId(client: { id: string }, packet: unknown): Promise<QueuedPacket | undefined>;
 }
 
-interface Queued {
-  messages: number;
-  bytes: number;
-}
-
 export interface QueueLimits {
   maxMessages: number;
   maxBytes: number;
@@ -38,14 +33,15 @@ function sizeOf(packet: QueuedPacket): number {
 
 /** Bounds `persistence`'s offline queues in place; `dropped` hears of each message not kept for a session. */
 export function boundOfflineQueues(persistence: OutgoingQueues, limits: QueueLimits, dropped: (clientId: string, reason: string) => void): void {
-  const queues = new Map<string, Queued>();
+  /** Messages queued per session, and their bytes over all sessions. */
+  const queued = new Map<string, number>();
   let bytes = 0;
   const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
   const clear = persistence.outgoingClearMessageId.bind(persistence);
 
   const admit = (clientId: string, size: number): boolean => {
-    const queued = queues.get(clientId) ?? { messages: 0, bytes: 0 };
-    if (queued.messages >= limits.maxMessages) {
+    const messages = queued.get(clientId) ?? 0;
+    if (messages >= limits.maxMessages) {
       dropped(clientId, `its session holds mqtt.maxQueuedMessages (${limits.maxMessages}) messages`);
       return false;
     }
@@ -53,21 +49,18 @@ export function boundOfflineQueues(persistence: OutgoingQueues, limits: QueueLim
       dropped(clientId, `the sessions hold mqtt.maxQueuedBytes (${limits.maxBytes}) bytes`);
       return false;
     }
-    queued.messages++;
-    queued.bytes += size;
-    queues.set(clientId, queued);
+    queued.set(clientId, messages + 1);
     bytes += size;
     return true;
   };
 
+  // Only what was booked is given back: a session with nothing booked frees nothing.
   const release = (clientId: string, size: number): void => {
-    const queued = queues.get(clientId);
-    if (!queued) return;
-    const freed = Math.min(size, queued.bytes);
-    queued.messages--;
-    queued.bytes -= freed;
-    bytes -= freed;
-    if (queued.messages <= 0) queues.delete(clientId);
+    const messages = queued.get(clientId);
+    if (messages === undefined) return;
+    if (messages > 1) queued.set(clientId, messages - 1);
+    else queued.delete(clientId);
+    bytes = Math.max(0, bytes - size);
   };
 
   persistence.outgoingEnqueueCombi = (subs, packet) => {

@@ -303,8 +303,7 @@ export class WorkloadManager {
     return this.get(name);
   }
 
-  /** Forgets a workload that is not running (one that came in by migration and was stopped). */
-  /** Forgets a workload; a peer's image goes with the last of its workloads here. */
+  /** Forgets a workload that is not running (one that came in by migration and was stopped); a peer's image goes with the last of its workloads here. */
   remove(name: string): void {
     if (this.running.has(name)) throw new AgentError(409, `workload ${name} is running`);
     const definition = this.store.get(name)?.definition;

@@ -24,7 +24,7 @@ import type { Acceptance } from './migrate-out.js';
 import { peerScoped } from './peer-scope.js';
 import { PeerError, type PeerClient, type PeerConfig } from './peers.js';
 import type { Guest } from './runtime.js';
-import type { ImageManifest } from './types.js';
+import { guestSize, type ImageManifest } from './types.js';
 import { peerCertificate, pinnedStreamTls } from './stream-tls.js';
 
 const CONFIRM_TIMEOUT_MS = 15_000;
@@ -132,16 +132,15 @@ export class IncomingMigrations {
    */
   private checkResources(definition: WorkloadDefinition, manifest: ImageManifest): void {
     const { peerMemoryMiB, peerCpus } = this.deps.limits;
-    const cpus = definition.cpus ?? manifest.cpus;
+    const { memoryMiB: memory, cpus } = guestSize(definition, manifest);
     if (cpus > peerCpus) throw new AgentError(422, `workload ${definition.name} asks for ${cpus} CPUs; a peer's workload gets at most ${peerCpus} here (workloads.peerCpus)`);
     const { manager } = this.deps;
-    const memoryOf = (d: WorkloadDefinition) => d.memoryMiB ?? manager.image(d).manifest.memoryMiB;
+    const memoryOf = (d: WorkloadDefinition) => guestSize(d, manager.image(d).manifest).memoryMiB;
     const running = manager
       .list()
       .filter((w) => w.origin.startsWith('peer:') && manager.guest(w.name))
       .reduce((sum, w) => sum + memoryOf(w.definition), 0);
     const arriving = [...this.arrivals.values()].filter((a) => !a.returning).reduce((sum, a) => sum + memoryOf(a.definition), 0);
-    const memory = definition.memoryMiB ?? manifest.memoryMiB;
     if (running + arriving + memory > peerMemoryMiB) {
       throw new AgentError(422, `workload ${definition.name} asks for ${memory} MiB; peers' workloads here have ${running + arriving} of at most ${peerMemoryMiB} MiB (workloads.peerMemoryMiB)`);
     }

@@ -220,7 +220,7 @@ export class OutgoingMigrations {
    * first. An answer, even a refusal, is final.
    */
   private async confirm(d: Departure): Promise<void> {
-    const { downtimeMs, totalTimeMs, transferredBytes } = d.info!;
+    const { downtimeMs, totalTimeMs } = d.info!;
     const deadline = performance.now() + CONFIRM_PATIENCE_MS;
     let confirmed: { status: string } | undefined;
     while (!confirmed) {
@@ -233,13 +233,12 @@ export class OutgoingMigrations {
         await sleep(CONFIRM_RETRY_MS);
       }
     }
-    d.result = { workload: d.name, peer: d.peer.name, status: confirmed.status, downtimeMs, totalTimeMs, transferredBytes, artifactsFetched: d.accepted!.artifactsFetched };
+    d.result = resultOf(d, confirmed.status);
   }
 
   /** The target says the migration it was asked to abort was confirmed: the workload runs there, so the copy here retires. */
   private async movedAfterAll(d: Departure): Promise<MigrationResult> {
-    const { downtimeMs, totalTimeMs, transferredBytes } = d.info!;
-    d.result = { workload: d.name, peer: d.peer.name, status: 'running', downtimeMs, totalTimeMs, transferredBytes, artifactsFetched: d.accepted!.artifactsFetched };
+    d.result = resultOf(d, 'running');
     await this.retireSource(d);
     this.deps.log.info(d.result, 'workload migrated out (the peer had confirmed it; its answer was lost)');
     return d.result;
@@ -266,6 +265,12 @@ export class OutgoingMigrations {
     if ((await d.guest.status().catch(() => 'gone')) === 'paused') await d.guest.resume().catch(() => undefined);
     return false;
   }
+}
+
+/** A completed migration as it is reported: the target's status of the guest, and what the stream measured. */
+function resultOf(d: Departure, status: string): MigrationResult {
+  const { downtimeMs, totalTimeMs, transferredBytes } = d.info!;
+  return { workload: d.name, peer: d.peer.name, status, downtimeMs, totalTimeMs, transferredBytes, artifactsFetched: d.accepted!.artifactsFetched };
 }
 
 /**

@@ -32,12 +32,7 @@ export class HandshakeLimiter {
     if (this.buckets.size > MAX_ADDRESSES) {
       // A full bucket is what an address never seen gets: forgetting it changes nothing.
       forget(this.buckets, (b) => b.full(now));
-      // Still too many (a flood from as many networks): the oldest go, so memory stays bounded, and
-      // a tenth more, so this scan runs once per thousand new networks, not for each.
-      for (const oldest of this.buckets.keys()) {
-        if (this.buckets.size <= MAX_ADDRESSES * 0.9) break;
-        this.buckets.delete(oldest);
-      }
+      trimOldest(this.buckets);
     }
     return admitted;
   }
@@ -70,12 +65,8 @@ export class PeerRefusalLog {
         if (seen.unlogged > 0) this.write(stale, seen.unlogged, seen.reason, {});
         this.addresses.delete(stale);
       }
-      // Still too many (refusals from as many networks within one interval): the oldest go
-      // uncounted, and a tenth more, so this scan runs once per thousand new networks.
-      for (const oldest of this.addresses.keys()) {
-        if (this.addresses.size <= MAX_ADDRESSES * 0.9) break;
-        this.addresses.delete(oldest);
-      }
+      // Still too many (refusals from as many networks within one interval): the oldest go uncounted.
+      trimOldest(this.addresses);
     }
   }
 
@@ -93,8 +84,11 @@ export function limitedAs(address: string): string {
   if (mapped) return mapped[1]!;
   const [head = '', tail] = unzoned.split('::');
   const groups = head ? head.split(':') : [];
-  // `::` stands for as many zero groups as the rest leaves out of eight; only the first four matter.
-  if (tail !== undefined) groups.push(...Array<string>(Math.max(0, 8 - groups.length - (tail ? tail.split(':').length : 0))).fill('0'), ...(tail ? tail.split(':') : []));
+  if (tail !== undefined) {
+    // `::` stands for as many zero groups as the rest leaves out of eight; only the first four matter.
+    const after = tail ? tail.split(':') : [];
+    groups.push(...Array<string>(Math.max(0, 8 - groups.length - after.length)).fill('0'), ...after);
+  }
   return `${groups
     .slice(0, 4)
     .map((group) => parseInt(group, 16).toString(16))
@@ -103,4 +97,15 @@ export function limitedAs(address: string): string {
 
 function forget<T>(map: Map<string, T>, forgettable: (value: T) => boolean): void {
   for (const [key, value] of map) if (forgettable(value)) map.delete(key);
+}
+
+/**
+ * Past MAX_ADDRESSES (a flood from as many networks), the oldest entries go, so memory stays
+ * bounded, and a tenth more, so the scan that leads here runs once per thousand new networks, not for each.
+ */
+function trimOldest<T>(map: Map<string, T>): void {
+  for (const oldest of map.keys()) {
+    if (map.size <= MAX_ADDRESSES * 0.9) break;
+    map.delete(oldest);
+  }
 }

@@ -41,6 +41,11 @@ export interface ImageManifest {
 }
 
 /** A guest's user networking: `restricted` reaches nothing but what is published to it, `lan` the host and the LAN too. */
+/** What a guest gets: the memory and CPUs its definition asks for, else its image's. */
+export function guestSize(asked: { memoryMiB?: number; cpus?: number }, manifest: Pick<ImageManifest, 'memoryMiB' | 'cpus'>): { memoryMiB: number; cpus: number } {
+  return { memoryMiB: asked.memoryMiB ?? manifest.memoryMiB, cpus: asked.cpus ?? manifest.cpus };
+}
+
 export const guestNetwork = v.optional(v.picklist(['restricted', 'lan']), 'restricted');
 export type GuestNetwork = v.InferOutput<typeof guestNetwork>;
 

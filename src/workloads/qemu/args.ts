@@ -1,6 +1,6 @@
 /** QEMU's command line for a guest: its options, checked before anything runs, and the files it names. */
 import { join } from 'node:path';
-import type { ArtifactPaths, GuestNetwork, ImageManifest } from '../types.js';
+import { guestSize, type ArtifactPaths, type GuestNetwork, type ImageManifest } from '../types.js';
 import type { Accel } from './accel.js';
 
 /** sun_path is 108 bytes, NUL included. */
@@ -47,7 +47,8 @@ export function qemuArgs(options: QemuOptions): string[] {
   const args = ['-name', options.id, '-nodefaults', '-no-user-config', '-display', 'none', '-accel', options.accel];
   if (manifest.architecture === 'x86_64') args.push('-machine', 'pc');
   else args.push('-machine', aarch64Machine(manifest, options.accel), '-cpu', options.accel === 'kvm' ? (manifest.aarch64?.cpu ?? 'host') : 'max');
-  args.push('-m', String(options.memoryMiB ?? manifest.memoryMiB), '-smp', String(options.cpus ?? manifest.cpus));
+  const { memoryMiB, cpus } = guestSize(options, manifest);
+  args.push('-m', String(memoryMiB), '-smp', String(cpus));
   // A guest that resets (a crash, a triple fault) ends QEMU, so the restart policy sees it instead of a silent reboot loop.
   args.push('-no-reboot');
   // The console goes into a socket the agent reads (console.ts), so that the agent can bound the file it ends up in.
@@ -85,7 +86,7 @@ function checkOptions(options: QemuOptions): void {
   for (const [name, value] of [['aarch64.machine', manifest.aarch64?.machine], ['aarch64.cpu', manifest.aarch64?.cpu]] as const) {
     if (value !== undefined && !QEMU_NAME.test(value)) problems.push(`${name} ${JSON.stringify(value)} is not a QEMU model name`);
   }
-  for (const [name, value] of [['memoryMiB', options.memoryMiB ?? manifest.memoryMiB], ['cpus', options.cpus ?? manifest.cpus]] as const) {
+  for (const [name, value] of Object.entries(guestSize(options, manifest))) {
     if (!Number.isInteger(value) || value < 1) problems.push(`${name} must be a positive integer, not ${value}`);
   }
   if (options.cpuQuotaPercent !== undefined && !(options.cpuQuotaPercent >= 1)) problems.push(`cpuQuotaPercent must be at least 1, not ${options.cpuQuotaPercent}`);
